@@ -1,0 +1,71 @@
+"""The store contracts: what the collectors write to and what the dashboard reads from.
+
+SQLite (``storage.sqlite``) implements both today; the InfluxDB back-end will implement the same
+protocols, so the collectors, alerts, evidence and dashboard never know which one they talk to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from collectors.model import Reading
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesKey:
+    """One stored series: a point of a device."""
+
+    device: str
+    point: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One downsampled interval of a series: ``count`` GOOD samples summarised, ``missing`` others."""
+
+    start: float  # bucket start, epoch seconds
+    minimum: float | None
+    maximum: float | None
+    mean: float | None
+    count: int
+    missing: int
+
+
+@runtime_checkable
+class WriteStore(Protocol):
+    """Accepts batches of readings; a call returns only once the batch is durable."""
+
+    def write(self, readings: Sequence[Reading]) -> int:
+        """Store a batch idempotently (same device, point and ts overwrite); return how many were new."""
+        ...
+
+    def apply_retention(self, now: float) -> int:
+        """Delete samples older than the configured retention; return how many were removed."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release the store."""
+        ...
+
+
+@runtime_checkable
+class ReadStore(Protocol):
+    """Answers the dashboard's (and later the alert engine's and evidence's) questions."""
+
+    def series(self) -> list[SeriesKey]:
+        """Every series that has at least one sample."""
+        ...
+
+    def latest(self, devices: Iterable[str] | None = None) -> list[Reading]:
+        """The most recent reading of every point, optionally only for some devices."""
+        ...
+
+    def query(self, device: str, point: str, start: float, end: float, max_points: int) -> list[Bucket]:
+        """Samples in [start, end) downsampled server-side to at most ``max_points`` buckets."""
+        ...
+
+    def close(self) -> None:
+        """Release the store."""
+        ...
