@@ -99,7 +99,8 @@ def _cross_check(config: SiteConfig, doc: YamlDocument, profiles: Mapping[str, D
             yield doc.problem((*loc, "room"), f"no room {device.room!r} (rooms: {', '.join(sorted(room_ids))})")
         profile = profiles.get(device.profile)
         if profile is None:
-            yield doc.problem((*loc, "profile"), f"unknown profile {device.profile!r}; known: {', '.join(sorted(profiles))}")
+            known = ", ".join(sorted(profiles))
+            yield doc.problem((*loc, "profile"), f"unknown profile {device.profile!r}; known: {known}")
             continue
         yield from (doc.problem((*loc, key), msg) for key, msg in _device_problems(device, profile, config))
         key = (device.host, device.port, _unit_id(device, profile))

@@ -137,7 +137,7 @@ def _data_loc(data: Any, loc: Sequence[str | int]) -> Loc:
     kept: list[str | int] = []
     current = data
     for part in loc:
-        if (isinstance(current, dict) and part in current) or (isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)):
+        if _has_child(current, part):
             current = current[part]
         elif isinstance(current, dict) and isinstance(part, str) and part.isdigit() and int(part) in current:
             part = int(part)  # pydantic stringifies int mapping keys
@@ -146,6 +146,12 @@ def _data_loc(data: Any, loc: Sequence[str | int]) -> Loc:
             continue
         kept.append(part)
     return tuple(kept)
+
+
+def _has_child(current: Any, part: str | int) -> bool:
+    if isinstance(current, list):
+        return isinstance(part, int) and 0 <= part < len(current)
+    return isinstance(current, dict) and part in current
 
 
 def _is_missing_field(loc: Sequence[str | int], part: str | int) -> bool:
