@@ -10,6 +10,7 @@ import json
 import math
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,10 @@ _PRUNE_CHUNK = """
 Row = tuple[int, int, float | None, int, str | None, str | None]
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced, so a finished thread's reader is freed with it."""
+
+
 class SqliteStore:
     """Readings in one SQLite file: ``write`` from any thread, read from many threads at once.
 
@@ -85,7 +90,7 @@ class SqliteStore:
 
     retention_chunk = 10_000  # rows per delete transaction: keeps the write lock short for the collector
 
-    def __init__(self, path: str | Path, retention_days: float = 400.0, *, synchronous: str = "NORMAL"):
+    def __init__(self, path: str | Path, retention_days: float = 400.0, *, synchronous: str = "FULL"):
         if retention_days <= 0:
             raise ValueError(f"retention_days must be positive, got {retention_days}")
         if synchronous not in ("NORMAL", "FULL"):
@@ -95,7 +100,8 @@ class SqliteStore:
         self._synchronous = synchronous
         self._write_lock = threading.Lock()
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        # Weak: when a reading thread ends, its thread-local connection is freed (and closed) with it.
+        self._readers: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
         self._readers_lock = threading.Lock()
         self._ids: dict[tuple[str, str], int] = {}
         self._closed = False
@@ -136,7 +142,7 @@ class SqliteStore:
                 return
             self._closed = True
             with self._readers_lock:
-                readers, self._readers = self._readers, []
+                readers = list(self._readers)
             for conn in readers:
                 conn.close()
             self._writer.close()
@@ -184,7 +190,7 @@ class SqliteStore:
         """Open a connection in autocommit mode with the pragmas every connection needs."""
         # check_same_thread=False only so close() can close the connections of other threads; each one is
         # still used by one thread at a time (the writer under _write_lock, the readers thread-local).
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, factory=_Connection)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         # In WAL mode NORMAL syncs only at checkpoints: a commit is in the WAL (OS page cache) when
         # COMMIT returns, so it survives a crash of this process; only an OS crash or power loss can lose
@@ -234,7 +240,7 @@ class SqliteStore:
             conn = self._connect()
             conn.execute("PRAGMA query_only = ON")  # a dashboard thread can never write by mistake
             with self._readers_lock:
-                self._readers.append(conn)
+                self._readers.add(conn)
             self._local.conn = conn
         return conn
 

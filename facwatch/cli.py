@@ -1,0 +1,156 @@
+"""The ``facwatch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from config.load import Site, load_site
+from config.yamlfile import ConfigError
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "sites" / "demo.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``facwatch`` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    _quiet_libraries()
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"{len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
+        print(exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facwatch", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check", help="validate a site config and every profile; list all problems")
+    check.add_argument("-c", "--config", required=True, type=Path)
+    check.set_defaults(handler=cmd_check)
+
+    simulate = sub.add_parser("simulate", help="serve every configured device over its real protocol")
+    simulate.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG)
+    simulate.add_argument("--endpoints", type=Path, help="write the endpoints as JSON to this file")
+    simulate.add_argument("--seed", type=int, help="seed the physics for repeatable runs")
+    simulate.set_defaults(handler=cmd_simulate)
+
+    demo = sub.add_parser("demo", help="simulated site + collectors + store + dashboard in one process")
+    demo.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG)
+    demo.add_argument("--data-dir", type=Path, help="where the SQLite file goes (default: the config's)")
+    demo.add_argument("--port", type=int, help="dashboard port (default: the config's, 8050)")
+    demo.set_defaults(handler=cmd_demo)
+
+    run = sub.add_parser("run", help="production: collectors + store + dashboard")
+    run.add_argument("-c", "--config", required=True, type=Path)
+    run.add_argument("--no-dashboard", action="store_true")
+    run.add_argument("--data-dir", type=Path)
+    run.set_defaults(handler=cmd_run)
+
+    collect = sub.add_parser("collect", help="collectors + store only")
+    collect.add_argument("-c", "--config", required=True, type=Path)
+    collect.add_argument("--data-dir", type=Path)
+    collect.set_defaults(handler=cmd_run, no_dashboard=True)
+
+    dash = sub.add_parser("dashboard", help="the dashboard alone, reading the store another process writes")
+    dash.add_argument("-c", "--config", required=True, type=Path)
+    dash.add_argument("--data-dir", type=Path)
+    dash.add_argument("--port", type=int)
+    dash.set_defaults(handler=cmd_dashboard)
+    return parser
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``facwatch check``: exit 0 with a summary, or 2 with every problem listed."""
+    site = load_site(args.config)
+    profiles = sorted({d.profile for d in site.devices})
+    print(f"{args.config}: OK — site {site.config.site.id!r}, {len(site.devices)} devices, "
+          f"{len(site.config.rooms)} rooms, profiles: {', '.join(profiles) or 'none'}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """``facwatch simulate``: serve the site's devices until interrupted."""
+    site = load_site(args.config)
+    asyncio.run(_simulate(site, args.endpoints, args.seed))
+    return 0
+
+
+async def _simulate(site: Site, endpoints_path: Path | None, seed: int | None) -> None:
+    from facwatch.runtime import wait_for_signal
+    from simulators.site import SiteSimulator
+
+    async with SiteSimulator(site, seed=seed) as sim:
+        endpoints = sim.endpoints()
+        print(format_endpoints(endpoints), flush=True)
+        if endpoints_path is not None:
+            endpoints_path.write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
+            print(f"endpoints written to {endpoints_path}", flush=True)
+        await wait_for_signal()
+
+
+def format_endpoints(endpoints: list[dict]) -> str:
+    """A fixed-width table of simulator endpoints, one device per line."""
+    rows = [("DEVICE", "PROTOCOL", "ADDRESS", "UNIT", "PROFILE")]
+    for e in endpoints:
+        rows.append((e["device"], e["protocol"], f"{e['host']}:{e['port']}", str(e.get("unit_id", "")), e["profile"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``facwatch demo``: the whole simulated site with a live dashboard."""
+    from facwatch.runtime import run_site
+
+    site = load_site(args.config)
+    port = args.port or site.config.dashboard.port
+    print(f"facwatch demo: open http://{site.config.dashboard.host}:{port}/  (Ctrl-C to stop)", flush=True)
+    asyncio.run(run_site(site, simulate=True, dashboard=True, data_dir=args.data_dir, port=port))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``facwatch run`` and ``facwatch collect``: collectors + store (+ dashboard)."""
+    from facwatch.runtime import run_site
+
+    site = load_site(args.config)
+    asyncio.run(run_site(site, simulate=False, dashboard=not args.no_dashboard, data_dir=args.data_dir))
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """``facwatch dashboard``: serve the dashboard from the store until interrupted."""
+    from facwatch.runtime import open_store, start_dashboard, wait_for_signal
+
+    site = load_site(args.config)
+    store = open_store(site, args.data_dir)
+    web = start_dashboard(site, store, port=args.port)
+    print(f"dashboard on http://{site.config.dashboard.host}:{args.port or site.config.dashboard.port}/", flush=True)
+    try:
+        asyncio.run(wait_for_signal())
+    finally:
+        web.stop()
+        store.close()
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """Silence pysnmp and pymodbus timeout logs: our scheduler reports once per outage instead."""
+    for name in ("pymodbus", "pysnmp", "waitress.queue"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
