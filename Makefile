@@ -1,0 +1,43 @@
+# facwatch — two commands: `make demo` and `make test`. Everything else is set up on the way.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Real peers the tests talk to (Debian packages): net-snmp tools + agent, mbpoll, Chromium + driver.
+PEER_PACKAGES := snmp snmpd mbpoll chromium chromium-driver
+PEER_COMMANDS := snmpget snmpwalk snmptrap mbpoll chromium chromedriver
+
+.PHONY: demo test lint check bench peers clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/facwatch demo
+
+test: $(STAMP) peers lint check
+	$(BIN)/pytest -q --headless
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+check: $(STAMP)
+	$(BIN)/facwatch check -c config/sites/demo.yaml
+
+bench: $(STAMP) peers
+	$(BIN)/python bench/run.py --out bench/results/latest.json --markdown bench/results/latest.md
+
+# Installs the Debian peers when root and something is missing; otherwise says what to install.
+peers:
+	@missing=""; for c in $(PEER_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	[ -x /usr/sbin/snmpd ] || missing="$$missing snmpd"; \
+	if [ -z "$$missing" ]; then echo "peers: all present"; \
+	elif [ "$$(id -u)" = 0 ]; then echo "peers: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PEER_PACKAGES) >/dev/null; \
+	else echo "peers: missing$$missing — run: sudo apt-get install $(PEER_PACKAGES)"; fi
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache
