@@ -1,0 +1,266 @@
+"""facwatch benchmarks: collector vs bare library on the same agents, and the embedded store.
+
+Run: ``make bench`` (or ``python bench/run.py --out results.json --markdown results.md``).
+The simulated agents run in a separate process (``facwatch simulate``), so the figures here are the
+polling process's own CPU; on a 2-core machine agent and poller still compete for cores, so
+throughput figures are lower bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import bench_store  # noqa: E402
+from collectors.model import HEALTH_POINTS  # noqa: E402
+from config.load import Site, load_site  # noqa: E402
+from tests.peers import wait_for_tcp  # noqa: E402
+
+SECRETS = ROOT / "config" / "sites" / "demo-secrets"
+SNMP_BASE_PORT, MODBUS_BASE_PORT = 26161, 26502
+HEALTH = {spec.name for spec in HEALTH_POINTS}
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process (all threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_site_yaml(snmp_devices: int, modbus_devices: int, interval_s: float) -> str:
+    """A synthetic site: N RFC 1628 UPSs over SNMPv3 authPriv and N Modbus T/H transmitters."""
+    lines = [
+        "site: {id: bench, name: benchmark site}",
+        "rooms: [{id: hall, name: Hall}]",
+        "credentials:",
+        "  v3: {type: snmp_v3, user: facwatch, auth_protocol: sha, priv_protocol: aes128,",
+        f"       auth_key: {{file: {SECRETS / 'snmp-auth-key'}}}, priv_key: {{file: {SECRETS / 'snmp-priv-key'}}}}}",
+        "simulation: {snmp_credentials: [v3]}",
+        "devices:",
+    ]
+    for i in range(snmp_devices):
+        lines.append(f"  - {{id: ups-{i}, class: ups, profile: ups/ietf_rfc1628, room: hall, host: 127.0.0.1, "
+                     f"port: {SNMP_BASE_PORT + i}, credential: v3, poll_interval_s: {interval_s}}}")
+    for i in range(modbus_devices):
+        lines.append(f"  - {{id: th-{i}, class: thsensor, profile: thsensor/generic_xymd02, room: hall, "
+                     f"host: 127.0.0.1, port: {MODBUS_BASE_PORT + i}, poll_interval_s: {interval_s}}}")
+    return "\n".join(lines) + "\n"
+
+
+async def measure(workers: list[Callable[[], Awaitable[int]]], seconds: float) -> dict:
+    """Run each worker in a loop for ``seconds``; points counted from their return values."""
+    points = 0
+    stop_at = time.monotonic() + seconds
+
+    async def loop(work: Callable[[], Awaitable[int]]) -> None:
+        nonlocal points
+        while time.monotonic() < stop_at:
+            points += await work()
+
+    cpu0, wall0 = cpu_seconds(), time.monotonic()
+    await asyncio.gather(*(loop(w) for w in workers))
+    cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
+    return {"points": points, "seconds": round(wall, 2), "points_per_s": round(points / wall, 1),
+            "cpu_s_per_1000_points": round(1000 * cpu / max(points, 1), 4)}
+
+
+async def bare_snmp_workers(site: Site) -> tuple[list, Callable[[], None]]:
+    """A minimal pysnmp loop: the same OIDs, the same PDU sizes, pre-resolved, lookupMib=False."""
+    from pysnmp.hlapi.v3arch.asyncio import (
+        USM_AUTH_HMAC96_SHA,
+        USM_PRIV_CFB128_AES,
+        ContextData,
+        ObjectIdentity,
+        ObjectType,
+        SnmpEngine,
+        UdpTransportTarget,
+        UsmUserData,
+        get_cmd,
+    )
+
+    engine = SnmpEngine()
+    cred = site.credential("v3")
+    auth = UsmUserData(cred.user, authKey=cred.auth_key.reveal(), privKey=cred.priv_key.reveal(),
+                       authProtocol=USM_AUTH_HMAC96_SHA, privProtocol=USM_PRIV_CFB128_AES)
+    workers = []
+    for device in (d for d in site.devices if d.device_class == "ups"):
+        target = await UdpTransportTarget.create((device.host, device.port), timeout=1.0, retries=1)
+        oids = [ObjectType(ObjectIdentity(p.oid)) for p in site.profile(device).points]
+        batches = [oids[i:i + device.snmp.max_oids_per_request if device.snmp else 24]
+                   for i in range(0, len(oids), 24)]
+
+        async def work(target=target, batches=batches) -> int:
+            got = 0
+            for batch in batches:
+                err, status, _, varbinds = await get_cmd(engine, auth, target, ContextData(), *batch, lookupMib=False)
+                got += 0 if err or status else len(varbinds)
+            return got
+        workers.append(work)
+    return workers, engine.close_dispatcher
+
+
+async def bare_modbus_workers(site: Site) -> tuple[list, Callable[[], Awaitable[None]]]:
+    """A minimal pymodbus loop: one client per device, the same two block reads the planner makes."""
+    from pymodbus.client import AsyncModbusTcpClient
+
+    clients, workers = [], []
+    for device in (d for d in site.devices if d.device_class == "thsensor"):
+        client = AsyncModbusTcpClient(device.host, port=device.port, timeout=1.0, retries=1)
+        await client.connect()
+        clients.append(client)
+
+        async def work(c=client) -> int:
+            ir = await c.read_input_registers(1, count=2, device_id=1)
+            hr = await c.read_holding_registers(257, count=4, device_id=1)
+            return (0 if ir.isError() else 2) + (0 if hr.isError() else 4)
+        workers.append(work)
+
+    async def close() -> None:
+        for client in clients:
+            client.close()
+    return workers, close
+
+
+async def collector_workers(site: Site, device_class: str) -> tuple[list, Callable[[], Awaitable[None]]]:
+    """facwatch's own poll path (poller + decode into Readings), one loop per device."""
+    from collectors.scheduler import make_poller
+
+    pollers = [make_poller(site, d) for d in site.devices if d.device_class == device_class]
+
+    async def work_for(poller) -> int:
+        result = await poller.poll()
+        return sum(1 for r in result.readings if r.point not in HEALTH)
+
+    async def close() -> None:
+        for poller in pollers:
+            await poller.close()
+    return [lambda p=p: work_for(p) for p in pollers], close
+
+
+async def scheduled_collector(site: Site, seconds: float) -> dict:
+    """The real Collector on its schedule: points delivered, CPU per 1,000 points, overruns."""
+    from collectors.scheduler import Collector
+
+    delivered = 0
+
+    def sink(readings) -> None:
+        nonlocal delivered
+        delivered += sum(1 for r in readings if r.point not in HEALTH)
+
+    collector = Collector(site, sink)
+    cpu0, wall0 = cpu_seconds(), time.monotonic()
+    task = asyncio.create_task(collector.run())
+    await asyncio.sleep(seconds)
+    await collector.stop()
+    task.cancel()
+    cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
+    status = collector.status()
+    return {"devices": len(site.devices), "interval_s": site.devices[0].poll_interval_s,
+            "points": delivered, "points_per_s": round(delivered / wall, 1),
+            "cpu_s_per_1000_points": round(1000 * cpu / max(delivered, 1), 4),
+            "overruns": sum(s.overruns for s in status.values()),
+            "unreachable": sum(1 for s in status.values() if not s.reachable)}
+
+
+async def compare(name: str, site: Site, device_class: str, bare_factory, seconds: float) -> dict:
+    """Bare library loop and facwatch's poll path against the same agents, one after the other."""
+    bare, close_bare = await bare_factory(site)
+    bare_result = await measure(bare, seconds)
+    closed = close_bare()
+    if asyncio.iscoroutine(closed):
+        await closed
+    ours, close_ours = await collector_workers(site, device_class)
+    ours_result = await measure(ours, seconds)
+    await close_ours()
+    overhead = ours_result["cpu_s_per_1000_points"] / max(bare_result["cpu_s_per_1000_points"], 1e-9)
+    return {"protocol": name, "devices": len(bare), "bare_library": bare_result, "facwatch_poller": ours_result,
+            "cpu_overhead_ratio": round(overhead, 3)}
+
+
+def start_simulator(config: Path, site: Site) -> subprocess.Popen:
+    """``facwatch simulate`` in its own process, waited on until every Modbus port listens."""
+    proc = subprocess.Popen([sys.executable, "-m", "facwatch.cli", "simulate", "-c", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    for device in site.devices:
+        if device.device_class == "thsensor":
+            wait_for_tcp(device.port, timeout=30)
+    time.sleep(1.0)  # SNMP agents bind UDP in the same start-up; give them the same moment
+    return proc
+
+
+async def run_polling(seconds: float, devices: int) -> dict:
+    """All polling benchmarks against one simulator process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bench.yaml"
+        config.write_text(bench_site_yaml(devices, devices, 1.0))
+        site = load_site(config)
+        proc = start_simulator(config, site)
+        try:
+            snmp = await compare("snmp (v3 authPriv SHA/AES)", site, "ups", bare_snmp_workers, seconds)
+            modbus = await compare("modbus tcp", site, "thsensor", bare_modbus_workers, seconds)
+            scheduled = await scheduled_collector(site, seconds)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    return {"snmp": snmp, "modbus": modbus, "scheduled_collector": scheduled}
+
+
+def markdown(results: dict) -> str:
+    """The README table."""
+    rows = ["| benchmark | facwatch | bare library | ratio / target |", "|---|---|---|---|"]
+    for key in ("snmp", "modbus"):
+        r = results["polling"][key]
+        ours, bare = r["facwatch_poller"], r["bare_library"]
+        rows.append(f"| {r['protocol']}: points/s, {r['devices']} devices | {ours['points_per_s']:,} | "
+                    f"{bare['points_per_s']:,} | |")
+        rows.append(f"| {r['protocol']}: CPU-s per 1,000 points | {ours['cpu_s_per_1000_points']} | "
+                    f"{bare['cpu_s_per_1000_points']} | {r['cpu_overhead_ratio']}× (target < 1.3×) |")
+    s = results["polling"]["scheduled_collector"]
+    rows.append(f"| scheduled collector, {s['devices']} devices @ {s['interval_s']} s: points/s, overruns | "
+                f"{s['points_per_s']:,}, {s['overruns']} overruns | | CPU-s/1,000 pts {s['cpu_s_per_1000_points']} |")
+    write, query = results["store"]["write"], results["store"]["query_24h_10s"]
+    rows.append(f"| store batched writes (batches of {write['batch_size']:,}), points/s | {write['points_per_s']:,} | "
+                "| target ≥ 100,000 |")
+    rows.append(f"| store query: 24 h of one 10-s series → 1,000 points, median / p95 ms | "
+                f"{query['median_ms']} / {query['p95_ms']} | | target ≤ 50 ms |")
+    return "\n".join(rows) + "\n"
+
+
+def main() -> int:
+    """Run everything, write JSON (and markdown), print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each polling measurement")
+    parser.add_argument("--devices", type=int, default=8, help="simulated devices per protocol")
+    args = parser.parse_args()
+    results = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "polling": asyncio.run(run_polling(args.seconds, args.devices)),
+        "store": bench_store.run(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    if args.markdown:
+        args.markdown.write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
