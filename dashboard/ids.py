@@ -1,0 +1,34 @@
+"""Component ids of the dashboard, in one place so layout, callbacks and tests agree.
+
+Single components use plain kebab-case strings; repeated tiles use dict ids ``{"type": TILE, "device": id}``
+matched with ALL, never callbacks generated in a loop.
+"""
+
+PAGE = "page"
+TICK = "tick"
+
+SITE_NAME = "site-name"
+CLOCK = "header-clock"
+UPDATED = "header-updated"
+
+TILES = "tiles"
+TILE = "device-tile"  # dict id type: the tile frame (its className carries the state colour)
+TILE_BODY = "device-tile-body"  # dict id type: the tile's live contents
+
+TREND = "trend"
+TREND_DEVICE = "trend-device"
+TREND_POINT = "trend-point"
+TREND_RANGE = "trend-range"
+TREND_TITLE = "trend-title"
+TREND_GRAPH = "trend-graph"
+TREND_SHOWN = "trend-shown"  # which series the browser's graph shows, so a refresh can send only new data
+
+
+def tile(device_id: str) -> dict[str, str]:
+    """The dict id of one device's tile frame."""
+    return {"type": TILE, "device": device_id}
+
+
+def tile_body(device_id: str) -> dict[str, str]:
+    """The dict id of one device's live tile contents."""
+    return {"type": TILE_BODY, "device": device_id}
