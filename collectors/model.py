@@ -112,6 +112,25 @@ class Reading:
     scenario: str | None = None
 
 
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one poll got: decoded readings, an error text, and the requests it sent.
+
+    A device that did not answer at all has ``error`` set and no readings; a device that answered
+    but refused some points (SNMP errStat, Modbus exception) has both readings and ``error``.
+    """
+
+    readings: list[Reading]
+    error: str | None = None
+    requests: int = 0
+
+    @property
+    def answered(self) -> bool:
+        """True when the device answered at least part of the poll."""
+        return self.error is None or bool(self.readings)
+
+
 # Points every poll records about the device itself, whatever its profile.
 REACHABLE_POINT = "device.reachable"
 POLL_DURATION_POINT = "device.poll_duration"

@@ -67,6 +67,7 @@ class PeerProcess:
         self._log_file.close()
 
     def output(self) -> str:
-        """What the process printed so far."""
-        self._log_file.flush()
+        """What the process printed so far (also after stop())."""
+        if not self._log_file.closed:
+            self._log_file.flush()
         return self.log.read_text(errors="replace")
