@@ -2,7 +2,8 @@
 
 A site file says which devices THIS site has, where they are and how to reach them; device types
 live in ``collectors/profiles``. Secrets are never written inline: a credential names an
-environment variable or a file.
+environment variable or a file. Messages are written for the operator editing the YAML, and never
+quote the value they reject (it may be a secret in the wrong place).
 """
 
 from __future__ import annotations
@@ -10,9 +11,97 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,63}$"
+AUTH_PROTOCOLS = ("sha", "sha224", "sha256", "sha384", "sha512")
+PRIV_PROTOCOLS = ("aes128", "aes192", "aes256")
+
+
+def _bounds(ge: float | None, gt: float | None, le: float | None) -> str:
+    """``1–65535`` or ``more than 0 and at most 30``: a range in the words an operator reads."""
+    if ge is not None and le is not None:
+        return f"{_num(ge)}–{_num(le)}"
+    words = [f"more than {_num(gt)}" if gt is not None else "", f"at least {_num(ge)}" if ge is not None else "",
+             f"at most {_num(le)}" if le is not None else ""]
+    return " and ".join(w for w in words if w)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _number(*, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            integer: bool = False, unit: str = "") -> Any:
+    """A bounded int or finite float; every way of getting it wrong gets one message naming the range."""
+    noun = "an integer" if integer else f"a number{' of ' + unit if unit else ''}"
+    expected = f"{noun} {_bounds(ge, gt, le)}".strip()
+
+    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # bool is an int to Python and "8080" an int to lax pydantic; in a YAML file both are mistakes
+        if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+            raise PydanticCustomError("number", "must be {expected}", {"expected": expected})
+        if not math.isfinite(value):
+            raise PydanticCustomError("number", "must be {expected}, not NaN or infinity", {"expected": expected})
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError("number", "must be {expected}", {"expected": expected}) from None
+
+    return Annotated[int if integer else float, Field(ge=ge, gt=gt, le=le), WrapValidator(check)]
+
+
+def _text(pattern: str, explain: str) -> Any:
+    """A string matching ``pattern``, rejected with ``explain`` instead of the regex."""
+
+    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError("text", explain) from None
+
+    return Annotated[str, Field(pattern=pattern), WrapValidator(check)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+Slug = _text(SLUG, "must be a slug: lower-case letters, digits and '-', at most 64 (e.g. dh1-ups-a)")
+ClassName = _text(r"^[a-z][a-z0-9_]*$", "must be a lower-case word such as ups or thsensor")
+EnvName = _text(r"^[A-Za-z_][A-Za-z0-9_]*$", "must be an environment variable name (letters, digits and _)")
+HostName = _text(r"^[A-Za-z0-9.:_-]{1,253}$", "must be a host name or an IP address")
+Name = Annotated[str, AfterValidator(_not_blank)]
+# Annotated aliases built at import time; static checkers see them as Any, pydantic sees the types.
+Seconds = _number(gt=0, le=30, unit="seconds")
+Retries = _number(ge=0, le=5, integer=True)
+Port = _number(ge=1, le=65535, integer=True)
+UnitId = _number(ge=0, le=255, integer=True)
+OidsPerRequest = _number(ge=1, le=128, integer=True)
+PollInterval = _number(ge=0.5, le=3600, unit="seconds")
+RefreshInterval = _number(ge=0.5, le=300, unit="seconds")
+RetentionDays = _number(gt=0, le=36500, unit="days")
+Celsius = _number(ge=-40, le=80)
+Percent = _number(ge=0, le=100)
+Noise = _number(ge=0, le=10)
+Watts = _number(gt=0, le=10_000_000)
+LoadFraction = _number(ge=0, le=1.5)
+Minutes = _number(gt=0, le=10_000, unit="minutes")
+PeukertExponent = _number(ge=1.0, le=1.6)
 
 
 class _Strict(BaseModel):
@@ -22,13 +111,13 @@ class _Strict(BaseModel):
 class SecretRef(_Strict):
     """Where a secret comes from: ``{env: VARIABLE}`` or ``{file: PATH}`` (relative to the config file)."""
 
-    env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    file: str | None = Field(default=None, min_length=1)
+    env: EnvName | None = None
+    file: Name | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _never_inline(cls, value: Any) -> Any:
-        if isinstance(value, str | int | float):
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
             raise ValueError("secrets are never written inline; use {env: VARIABLE} or {file: PATH}")
         return value
 
@@ -39,16 +128,53 @@ class SecretRef(_Strict):
         return self
 
 
+_AUTH_PRIV = "facwatch only speaks authPriv"
+
+
 class SnmpV3Credential(_Strict):
-    """SNMPv3 USM user; facwatch only speaks authPriv (RFC 3414 auth + RFC 3826 AES privacy)."""
+    """SNMPv3 USM user; facwatch only speaks authPriv (RFC 3414 auth + RFC 3826 AES privacy).
+
+    Every field is required, but missing ones are validated (``validate_default``) so that the
+    message can say why: pysnmp's own defaults are MD5 and DES.
+    """
 
     type: Literal["snmp_v3"]
     user: str = Field(min_length=1, max_length=32)
-    # MD5 and DES are not offered: both are broken, and pysnmp would fall back to them silently
-    auth_protocol: Literal["sha", "sha224", "sha256", "sha384", "sha512"]
-    auth_key: SecretRef
-    priv_protocol: Literal["aes128", "aes192", "aes256"]
-    priv_key: SecretRef
+    auth_protocol: Literal["sha", "sha224", "sha256", "sha384", "sha512"] = Field(None, validate_default=True)
+    auth_key: SecretRef = Field(None, validate_default=True)
+    priv_protocol: Literal["aes128", "aes192", "aes256"] = Field(None, validate_default=True)
+    priv_key: SecretRef = Field(None, validate_default=True)
+
+    @field_validator("auth_protocol", mode="before")
+    @classmethod
+    def _strong_auth(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError(f"SNMPv3 needs auth_protocol ({_AUTH_PRIV}); use sha256 (or sha)")
+        text = str(value).lower()
+        if "md5" in text:
+            raise ValueError("MD5 is broken and not accepted; use sha256 (or sha)")
+        if text in ("none", "noauth", "false"):
+            raise ValueError(f"SNMPv3 without authentication is not accepted ({_AUTH_PRIV}); use sha256")
+        return value
+
+    @field_validator("priv_protocol", mode="before")
+    @classmethod
+    def _strong_priv(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError(f"SNMPv3 needs priv_protocol ({_AUTH_PRIV}); use aes128")
+        text = str(value).lower()
+        if "des" in text:  # des, 3des, des3, usmDESPrivProtocol
+            raise ValueError("DES is broken and not accepted; use aes128")
+        if text in ("none", "nopriv", "false"):
+            raise ValueError(f"SNMPv3 without privacy is not accepted ({_AUTH_PRIV}); use aes128")
+        return value
+
+    @field_validator("auth_key", "priv_key", mode="before")
+    @classmethod
+    def _keys_given(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError(f"SNMPv3 needs auth_key and priv_key ({_AUTH_PRIV})")
+        return value
 
 
 class SnmpCommunityCredential(_Strict):
@@ -56,7 +182,7 @@ class SnmpCommunityCredential(_Strict):
 
     type: Literal["snmp_community"]
     community: SecretRef
-    insecure: bool = False
+    insecure: StrictBool = False  # exactly true, not "yes" or 1: this flag waives a security rule
 
 
 Credential = Annotated[SnmpV3Credential | SnmpCommunityCredential, Field(discriminator="type")]
@@ -65,68 +191,78 @@ Credential = Annotated[SnmpV3Credential | SnmpCommunityCredential, Field(discrim
 class SiteInfo(_Strict):
     """Identity of the site."""
 
-    id: str = Field(pattern=SLUG)
-    name: str = Field(min_length=1)
+    id: Slug
+    name: Name
 
 
 class Room(_Strict):
     """A room (data hall, plant room) devices belong to."""
 
-    id: str = Field(pattern=SLUG)
-    name: str = Field(min_length=1)
+    id: Slug
+    name: Name
 
 
 class SnmpOptions(_Strict):
     """SNMP polling options; the defaults bound a dead device to timeout × (retries + 1)."""
 
     version: Literal["2c", "3"] = "3"
-    timeout_s: float = Field(default=1.0, gt=0, le=30)
-    retries: int = Field(default=1, ge=0, le=5)
-    max_oids_per_request: int = Field(default=24, ge=1, le=128)
+    timeout_s: Seconds = 1.0
+    retries: Retries = 1
+    max_oids_per_request: OidsPerRequest = 24
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        # `version: 3` unquoted is an int in YAML; it can only mean "3"
+        return "3" if value == 3 and not isinstance(value, bool) else value
 
 
 class ModbusOptions(_Strict):
     """Modbus TCP polling options."""
 
-    unit_id: int | None = Field(default=None, ge=0, le=255)
-    timeout_s: float = Field(default=1.0, gt=0, le=30)
-    retries: int = Field(default=1, ge=0, le=5)
+    unit_id: UnitId | None = None
+    timeout_s: Seconds = 1.0
+    retries: Retries = 1
 
 
 class DeviceSimulation(_Strict):
     """Physics parameters for the simulator standing in for this device (demo and tests only)."""
 
-    temperature_c: float = Field(default=21.0, ge=-40, le=80)
-    humidity_pct: float = Field(default=45.0, ge=0, le=100)
-    noise: float = Field(default=1.0, ge=0, le=10)
-    rated_power_w: float = Field(default=10_000, gt=0)
-    load_fraction: float = Field(default=0.45, ge=0, le=1.5)
-    runtime_full_load_min: float = Field(default=12.0, gt=0)
-    peukert_exponent: float = Field(default=1.2, ge=1.0, le=1.6)
+    temperature_c: Celsius = 21.0
+    humidity_pct: Percent = 45.0
+    noise: Noise = 1.0
+    rated_power_w: Watts = 10_000
+    load_fraction: LoadFraction = 0.45
+    runtime_full_load_min: Minutes = 12.0
+    peukert_exponent: PeukertExponent = 1.2
 
 
 class Device(_Strict):
-    """One physical device of the site."""
+    """One physical device of the site.
 
-    id: str = Field(pattern=SLUG)
+    Example::
+
+        - id: dh1-ups-a
+          class: ups
+          profile: ups/ietf_rfc1628
+          room: dh1
+          host: 10.0.20.11
+          port: 161
+          credential: ups-v3
+    """
+
+    id: Slug
     name: str = ""
-    device_class: str = Field(alias="class", pattern=r"^[a-z][a-z0-9_]*$")
-    profile: str
-    room: str
-    host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:_-]+$")
-    port: int = Field(ge=1, le=65535)
-    credential: str | None = None
+    device_class: ClassName = Field(alias="class")
+    profile: Name
+    room: Name
+    host: HostName
+    port: Port
+    credential: Name | None = None
     snmp: SnmpOptions | None = None
     modbus: ModbusOptions | None = None
-    poll_interval_s: float = Field(default=10.0, ge=0.5, le=3600)
+    poll_interval_s: PollInterval = 10.0
     simulation: DeviceSimulation = DeviceSimulation()
-
-    @field_validator("poll_interval_s")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number of seconds")
-        return value
 
     @property
     def label(self) -> str:
@@ -137,30 +273,36 @@ class Device(_Strict):
 class Storage(_Strict):
     """The embedded store."""
 
-    path: str = "var/facwatch.db"  # relative to the config file
-    retention_days: float = Field(default=400, gt=0, le=36500)
+    path: Name = "var/facwatch.db"  # relative to the config file
+    retention_days: RetentionDays = 400
 
 
 class Dashboard(_Strict):
     """Where the dashboard listens."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8050, ge=1, le=65535)
-    refresh_s: float = Field(default=2.0, ge=0.5, le=300)
+    host: HostName = "127.0.0.1"
+    port: Port = 8050
+    refresh_s: RefreshInterval = 2.0
 
 
 class Simulation(_Strict):
     """What the site simulator accepts (demo and tests)."""
 
-    snmp_credentials: list[str] = []
+    snmp_credentials: list[Name] = []
+
+
+def _some_rooms(rooms: list[Room]) -> list[Room]:
+    if not rooms:
+        raise ValueError("a site needs at least one room")
+    return rooms
 
 
 class SiteConfig(_Strict):
     """A whole site file."""
 
     site: SiteInfo
-    rooms: list[Room] = Field(min_length=1)
-    credentials: dict[str, Credential] = {}
+    rooms: Annotated[list[Room], AfterValidator(_some_rooms)]
+    credentials: dict[Name, Credential] = {}
     devices: list[Device] = []
     storage: Storage = Storage()
     dashboard: Dashboard = Dashboard()
