@@ -73,7 +73,7 @@ async def measure(workers: list[Callable[[], Awaitable[int]]], seconds: float) -
     cpu0, wall0 = cpu_seconds(), time.monotonic()
     await asyncio.gather(*(loop(w) for w in workers))
     cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
-    return {"points": points, "seconds": round(wall, 2), "points_per_s": round(points / wall, 1),
+    return {"points": points, "seconds": round(wall, 2), "cpu_s": cpu, "points_per_s": round(points / wall, 1),
             "cpu_s_per_1000_points": round(1000 * cpu / max(points, 1), 4)}
 
 
@@ -175,19 +175,37 @@ async def scheduled_collector(site: Site, seconds: float) -> dict:
             "unreachable": sum(1 for s in status.values() if not s.reachable)}
 
 
-async def compare(name: str, site: Site, device_class: str, bare_factory, seconds: float) -> dict:
-    """Bare library loop and facwatch's poll path against the same agents, one after the other."""
+async def compare(name: str, site: Site, device_class: str, bare_factory, seconds: float, rounds: int = 4) -> dict:
+    """Bare library loop and facwatch's poll path against the same agents, alternating in rounds.
+
+    Alternating (bare, ours, bare, ours, ...) and summing spreads the simulator's and the machine's
+    own ups and downs over both sides instead of charging them to whichever ran second.
+    """
     bare, close_bare = await bare_factory(site)
-    bare_result = await measure(bare, seconds)
+    ours, close_ours = await collector_workers(site, device_class)
+    totals = {"bare_library": [], "facwatch_poller": []}
+    for _ in range(rounds):
+        totals["bare_library"].append(await measure(bare, seconds / rounds))
+        totals["facwatch_poller"].append(await measure(ours, seconds / rounds))
     closed = close_bare()
     if asyncio.iscoroutine(closed):
         await closed
-    ours, close_ours = await collector_workers(site, device_class)
-    ours_result = await measure(ours, seconds)
     await close_ours()
-    overhead = ours_result["cpu_s_per_1000_points"] / max(bare_result["cpu_s_per_1000_points"], 1e-9)
-    return {"protocol": name, "devices": len(bare), "bare_library": bare_result, "facwatch_poller": ours_result,
+    merged = {side: _merge(results) for side, results in totals.items()}
+    overhead = merged["facwatch_poller"]["cpu_s_per_1000_points"] / max(
+        merged["bare_library"]["cpu_s_per_1000_points"], 1e-9)
+    return {"protocol": name, "devices": len(bare), "rounds": rounds, **merged,
             "cpu_overhead_ratio": round(overhead, 3)}
+
+
+def _merge(results: list[dict]) -> dict:
+    """Sum rounds of one side into one figure."""
+    points = sum(r["points"] for r in results)
+    seconds = sum(r["seconds"] for r in results)
+    cpu = sum(r["cpu_s"] for r in results)
+    return {"points": points, "seconds": round(seconds, 2), "cpu_s": round(cpu, 3),
+            "points_per_s": round(points / seconds, 1),
+            "cpu_s_per_1000_points": round(1000 * cpu / max(points, 1), 4)}
 
 
 def start_simulator(config: Path, site: Site) -> subprocess.Popen:

@@ -7,6 +7,7 @@ drifting apart: they are two ends of the same function.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Sequence
@@ -76,6 +77,9 @@ def registers_to_raw(spec: PointSpec, words: Sequence[int]) -> int | float:
     dt = DATATYPES[spec.datatype]
     if dt.registers == 0:
         return int(bool(words[0]))
+    if dt.registers == 1 and len(words) == 1:  # the common case, without struct (hot path of every poll)
+        word = words[0] & 0xFFFF
+        return word - 0x10000 if dt.minimum < 0 and word & 0x8000 else word
     if len(words) != dt.registers:
         raise CodecError(f"{spec.name}: {dt.name} needs {dt.registers} registers, got {len(words)}")
     ordered = list(words) if _high_word_first(spec) else list(reversed(words))
@@ -146,8 +150,13 @@ def _tidy(value: float, scale: float) -> float:
     """Round away binary noise from scaling (2301 × 0.1 = 230.10000000000002)."""
     if scale == 1:
         return float(value)
-    digits = max(0, -math.floor(math.log10(abs(scale)))) + 3
-    return round(value, digits)
+    return round(value, _decimals(scale))
+
+
+@functools.cache
+def _decimals(scale: float) -> int:
+    """Decimals worth keeping for a scale: its own resolution plus three guard digits."""
+    return max(0, -math.floor(math.log10(abs(scale)))) + 3
 
 
 def encode(spec: PointSpec, value: RawValue) -> RawValue:

@@ -132,6 +132,8 @@ class ModbusPoller:
         unit = self._options.unit_id
         self._unit = unit if unit is not None else profile_options.default_unit_id
         self._blocks = plan_modbus(profile.points, profile_options)
+        # where each point sits in its block's response, worked out once rather than on every poll
+        self._slices = {(b.start, b.table): tuple(b.offset(spec) for spec in b.points) for b in self._blocks}
         self._pool = pool or SHARED_POOL
         self._connection: _Connection | None = None
         self._clock = clock
@@ -208,7 +210,9 @@ class ModbusPoller:
             got = len(getattr(response, "bits" if block.table.is_bits else "registers", None) or [])
             text = f"{self._where}: {block.table.value} {block.start}+{block.count}: response carried {got} values"
             return _Outcome([self._missing(spec, ts) for spec in block.points], [text], requests)
-        return _Outcome([self._reading(spec, values[block.offset(spec)], ts) for spec in block.points], [], requests)
+        slices = self._slices[block.start, block.table]
+        pairs = zip(block.points, slices, strict=True)
+        return _Outcome([self._reading(spec, values[where], ts) for spec, where in pairs], [], requests)
 
     def _reading(self, spec: PointSpec, words: Sequence[int], ts: float) -> Reading:
         try:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,7 +22,12 @@ from config.yamlfile import ConfigError, Problem, YamlDocument, load_yaml, valid
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 POINT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[A-Za-z0-9_-]+)*$")
-NUMERIC_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+# An OID template: numeric arcs and {index} placeholders for table instances the device chooses
+# (NetBotz rows are keyed by a hashed Counter32), filled from the profile's `indexes` at compile time.
+OID_TEMPLATE = re.compile(r"^[0-2](\.(0|[1-9][0-9]*|\{[a-z][a-z0-9_]*\}))+$")
+PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+INDEX_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+OidArc = Annotated[int, Field(strict=True, ge=0, le=0xFFFFFFFF)]  # SNMP sub-identifiers are 32-bit unsigned
 
 
 class _Strict(BaseModel):
@@ -78,8 +84,9 @@ class PointModel(_Strict):
     @field_validator("oid")
     @classmethod
     def _numeric_oid(cls, oid: str | None) -> str | None:
-        if oid is not None and not NUMERIC_OID.match(oid):
-            raise ValueError("OIDs are written numerically, e.g. 1.3.6.1.2.1.33.1.2.1.0")
+        if oid is not None and not OID_TEMPLATE.match(oid):
+            raise ValueError("OIDs are written numerically, e.g. 1.3.6.1.2.1.33.1.2.1.0, with {name} "
+                             "placeholders for table indexes")
         return oid
 
 
@@ -104,7 +111,16 @@ class ProfileModel(_Strict):
     sys_object_id: str | None = None
     summary: list[str] = []
     modbus: ModbusOptionsModel | None = None
+    indexes: dict[str, OidArc] = {}  # default value of each {placeholder} used in point OIDs
     points: list[PointModel] = Field(min_length=1)
+
+    @field_validator("indexes")
+    @classmethod
+    def _index_names(cls, indexes: dict[str, int]) -> dict[str, int]:
+        bad = [name for name in indexes if not INDEX_NAME.match(name)]
+        if bad:
+            raise ValueError("index names are lower-case words, e.g. sensor")
+        return indexes
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +135,12 @@ class ModbusOptions:
 
 @dataclass(frozen=True, slots=True)
 class DeviceProfile:
-    """A compiled, validated device type."""
+    """A compiled, validated device type.
+
+    ``indexes`` holds the value each OID placeholder was compiled with and ``oid_templates`` the
+    templated OIDs by point name, so ``with_indexes`` can rebuild the points for another instance:
+    ``netbotz.with_indexes({"sensor": 1095346743})``.
+    """
 
     id: str
     device_class: str
@@ -132,6 +153,8 @@ class DeviceProfile:
     summary: tuple[str, ...]
     points: tuple[PointSpec, ...]
     modbus: ModbusOptions | None
+    indexes: Mapping[str, int] = field(default_factory=dict)
+    oid_templates: Mapping[str, str] = field(default_factory=dict)
 
     def point(self, name: str) -> PointSpec:
         """The point called ``name``; KeyError if the profile has none."""
@@ -139,6 +162,28 @@ class DeviceProfile:
             if spec.name == name:
                 return spec
         raise KeyError(f"{self.id} has no point {name!r}")
+
+    def with_indexes(self, overrides: Mapping[str, int]) -> DeviceProfile:
+        """A copy whose templated OIDs use ``overrides`` in place of the default index values.
+
+        ValueError for an index the profile does not declare or a value that is not an OID arc.
+        """
+        unknown = sorted(set(overrides) - set(self.indexes))
+        if unknown:
+            declared = ", ".join(sorted(self.indexes)) or "none"
+            raise ValueError(f"{self.id} has no index {', '.join(unknown)} (declared: {declared})")
+        for name, value in overrides.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
+                raise ValueError(f"{self.id} index {name} must be an integer 0..4294967295")
+        indexes = {**self.indexes, **overrides}
+        points = tuple(replace(spec, oid=fill_oid(self.oid_templates[spec.name], indexes))
+                       if spec.name in self.oid_templates else spec for spec in self.points)
+        return replace(self, points=points, indexes=indexes)
+
+
+def fill_oid(template: str, indexes: Mapping[str, int]) -> str:
+    """``template`` with each ``{name}`` replaced by ``indexes[name]`` (KeyError if one is missing)."""
+    return PLACEHOLDER.sub(lambda match: str(indexes[match.group(1)]), template)
 
 
 def load_profile(path: Path, profile_id: str) -> DeviceProfile:
@@ -178,6 +223,7 @@ def _cross_check(model: ProfileModel, doc: YamlDocument, profile_id: str) -> lis
         seen.add(point.name)
         problems += [doc.problem((*loc, key), msg) for key, msg in _point_problems(point, model.protocol)]
     problems += _overlap_problems(model, doc)
+    problems += _index_problems(model, doc)
     for index, name in enumerate(model.summary):
         if name not in seen:
             problems.append(doc.problem(("summary", index), f"no point named {name!r}"))
@@ -223,6 +269,20 @@ def _overlap_problems(model: ProfileModel, doc: YamlDocument) -> list[Problem]:
     return problems
 
 
+def _index_problems(model: ProfileModel, doc: YamlDocument) -> list[Problem]:
+    """Every OID placeholder needs a default index value, and every declared index must be used."""
+    problems = []
+    used: set[str] = set()
+    for index, point in enumerate(model.points):
+        names = PLACEHOLDER.findall(point.oid or "")
+        used.update(names)
+        problems += [doc.problem(("points", index, "oid"), f"placeholder {{{name}}} has no value under indexes")
+                     for name in dict.fromkeys(names) if name not in model.indexes]
+    problems += [doc.problem(("indexes", name), f"index {name!r} is used by no point OID")
+                 for name in model.indexes if name not in used]
+    return problems
+
+
 def _disjoint_bit_fields(points: list[PointModel]) -> bool:
     used = 0
     for point in points:
@@ -241,18 +301,20 @@ def _compile(model: ProfileModel, profile_id: str) -> DeviceProfile:
         id=profile_id, device_class=model.device_class, protocol=model.protocol, vendor=model.vendor,
         model=model.model, description=model.description, source=model.source,
         sys_object_id=model.sys_object_id, summary=tuple(model.summary),
-        points=tuple(_compile_point(p) for p in model.points),
+        points=tuple(_compile_point(p, model.indexes) for p in model.points),
         modbus=ModbusOptions(**options.model_dump()) if model.protocol == "modbus" else None,
+        indexes=dict(model.indexes),
+        oid_templates={p.name: p.oid for p in model.points if p.oid is not None and PLACEHOLDER.search(p.oid)},
     )
 
 
-def _compile_point(point: PointModel) -> PointSpec:
+def _compile_point(point: PointModel, indexes: Mapping[str, int]) -> PointSpec:
     return PointSpec(
         name=point.name, kind=point.kind, datatype=point.datatype, unit=point.unit,
         scale=point.scale, offset=point.offset, description=point.description,
         enum={code: EnumState(e.name, e.severity) for code, e in (point.enum or {}).items()},
         sentinels=frozenset(point.sentinels), valid_range=point.valid_range, bits=point.bits,
-        oid=point.oid,
+        oid=fill_oid(point.oid, indexes) if point.oid is not None else None,
         modbus=ModbusAddress(point.table, point.address, point.word_order)
         if point.table is not None and point.address is not None else None,
     )
