@@ -175,7 +175,7 @@ async def scheduled_collector(site: Site, seconds: float) -> dict:
             "unreachable": sum(1 for s in status.values() if not s.reachable)}
 
 
-async def compare(name: str, site: Site, device_class: str, bare_factory, seconds: float, rounds: int = 4) -> dict:
+async def compare(name: str, site: Site, device_class: str, bare_factory, seconds: float, rounds: int = 8) -> dict:
     """Bare library loop and facwatch's poll path against the same agents, alternating in rounds.
 
     Alternating (bare, ours, bare, ours, ...) and summing spreads the simulator's and the machine's
@@ -208,10 +208,22 @@ def _merge(results: list[dict]) -> dict:
             "cpu_s_per_1000_points": round(1000 * cpu / max(points, 1), 4)}
 
 
+def split_cpus() -> tuple[set[int], set[int]]:
+    """Agents on one half of the CPUs, the measured poller on the other, so neither steals the other's core."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return set(cpus), set(cpus)
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
+
+
 def start_simulator(config: Path, site: Site) -> subprocess.Popen:
     """``facwatch simulate`` in its own process, waited on until every Modbus port listens."""
+    simulator_cpus, poller_cpus = split_cpus()
     proc = subprocess.Popen([sys.executable, "-m", "facwatch.cli", "simulate", "-c", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+                            preexec_fn=lambda: os.sched_setaffinity(0, simulator_cpus))
+    os.sched_setaffinity(0, poller_cpus)
     for device in site.devices:
         if device.device_class == "thsensor":
             wait_for_tcp(device.port, timeout=30)

@@ -184,20 +184,19 @@ class ModbusPoller:
     async def _read_block(self, connection: _Connection, block: ReadBlock, ts: float) -> _Outcome:
         """One block read; busy is asked again a bounded number of times, other exceptions once."""
         read = getattr(connection.client, READERS[block.table])
-        what = f"{block.table.value} {block.start}+{block.count}"
         for attempt in range(self._busy_retries + 1):
             try:
                 response = await read(block.start, count=block.count, device_id=self._unit)
             except (ModbusException, OSError) as exc:  # timeout, lost connection, undecodable frame
                 connection.drop_if_unshared()
-                return _Outcome(requests=attempt + 1, failure=f"{self._where}: {what}: {_message(exc)}")
+                return _Outcome(requests=attempt + 1, failure=f"{self._where}: {_what(block)}: {_message(exc)}")
             if not response.isError():
                 return self._decode_block(block, response, ts, attempt + 1)
             code = getattr(response, "exception_code", None)
             if code == BUSY and attempt < self._busy_retries:
                 await asyncio.sleep(self._busy_wait_s)
                 continue
-            text = f"{self._where}: {what}: exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
+            text = f"{self._where}: {_what(block)}: exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
             if code in GATEWAY_NO_ANSWER:
                 return _Outcome(requests=attempt + 1, failure=text)
             return _Outcome([self._missing(spec, ts) for spec in block.points], [text], attempt + 1)
@@ -224,6 +223,11 @@ class ModbusPoller:
 
     def _missing(self, spec: PointSpec, ts: float) -> Reading:
         return Reading(self._device.id, spec.name, ts, None, Quality.MISSING)
+
+
+def _what(block: ReadBlock) -> str:
+    """A block as error texts name it: ``holding 1024+42``."""
+    return f"{block.table.value} {block.start}+{block.count}"
 
 
 def _values(block: ReadBlock, response: Any) -> list[int] | None:
