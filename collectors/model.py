@@ -131,6 +131,25 @@ class PollResult:
         return self.error is None or bool(self.readings)
 
 
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened at an instant rather than a sampled value: a trap, a scenario marker.
+
+    Example: ``Event(ts, "dh1-ups-a", "trap", "upsTrapOnBattery", Severity.WARNING,
+    {"oid": "1.3.6.1.2.1.33.2.1", "source": "127.0.0.1:16161", "varbinds": [[oid, type, value], ...]})``.
+    ``payload`` keeps the raw facts (OIDs, varbinds) as JSON-serialisable data, so nothing a device
+    said is lost even when facwatch does not understand it.
+    """
+
+    ts: float
+    device: str | None  # None when the sender could not be matched to a configured device
+    kind: str  # "trap", "scenario"
+    name: str
+    severity: Severity
+    payload: Mapping[str, object] = field(default_factory=dict)
+    scenario: str | None = None
+
+
 # Points every poll records about the device itself, whatever its profile.
 REACHABLE_POINT = "device.reachable"
 POLL_DURATION_POINT = "device.poll_duration"

@@ -86,6 +86,7 @@ ClassName = _text(r"^[a-z][a-z0-9_]*$", "must be a lower-case word such as ups o
 EnvName = _text(r"^[A-Za-z_][A-Za-z0-9_]*$", "must be an environment variable name (letters, digits and _)")
 HostName = _text(r"^[A-Za-z0-9.:_-]{1,253}$", "must be a host name or an IP address")
 Name = Annotated[str, AfterValidator(_not_blank)]
+HostPort = _text(r"^[A-Za-z0-9.:_-]{1,253}:[0-9]{1,5}$", "must be host:port, e.g. 127.0.0.1:16162")
 # Annotated aliases built at import time; static checkers see them as Any, pydantic sees the types.
 Seconds = _number(gt=0, le=30, unit="seconds")
 Retries = _number(ge=0, le=5, integer=True)
@@ -102,6 +103,12 @@ Watts = _number(gt=0, le=10_000_000)
 LoadFraction = _number(ge=0, le=1.5)
 Minutes = _number(gt=0, le=10_000, unit="minutes")
 PeukertExponent = _number(ge=1.0, le=1.6)
+Kilowatts = _number(gt=0, le=100_000, unit="kW")
+Litres = _number(gt=0, le=10_000_000, unit="litres")
+SimSeconds = _number(ge=0, le=86_400, unit="seconds")
+LitresPerKwh = _number(gt=0, le=1, unit="L/kWh")
+TimeScale = _number(ge=1, le=10_000)
+Zone = _number(ge=1, le=200, integer=True)
 
 
 class _Strict(BaseModel):
@@ -235,6 +242,21 @@ class DeviceSimulation(_Strict):
     load_fraction: LoadFraction = 0.45
     runtime_full_load_min: Minutes = 12.0
     peukert_exponent: PeukertExponent = 1.2
+    # generator (REFERENCE.md §7.1–7.2): NFPA 110 Type 10 starts within 10 s; SFC ≈ 0.27 L/kWh at full load
+    rated_kw: Kilowatts = 500.0
+    start_time_s: SimSeconds = 8.0
+    tank_litres: Litres = 25_000.0
+    fuel_pct: Percent = 85.0
+    sfc_l_per_kwh: LitresPerKwh = 0.27
+    cooldown_s: SimSeconds = 300.0
+    # ATS: wait for stable generator output before transfer; wait for stable mains before retransfer
+    transfer_delay_s: SimSeconds = 2.0
+    retransfer_delay_s: SimSeconds = 300.0
+    # CRAC: sensible cooling capacity and supply-air set point
+    cooling_kw: Kilowatts = 120.0
+    setpoint_c: Celsius = 18.0
+    # fire / suppression: the detection zones this device watches (cross-zoned pairs)
+    zones: list[Zone] = []
 
 
 class Device(_Strict):
@@ -286,9 +308,22 @@ class Dashboard(_Strict):
 
 
 class Simulation(_Strict):
-    """What the site simulator accepts (demo and tests)."""
+    """What the site simulator accepts and does (demo, tests, drills)."""
 
     snmp_credentials: list[Name] = []
+    # simulated seconds per wall second: scenarios and drills run accelerated (×N)
+    time_scale: TimeScale = 1.0
+    # where simulated agents send SNMP traps ("host:port"), e.g. facwatch's own trap listener
+    trap_targets: list[HostPort] = []
+    # IT load of each room in kW (rooms not listed share the UPS output evenly)
+    room_it_load_kw: dict[Slug, Kilowatts] = {}
+
+
+class TrapListener(_Strict):
+    """facwatch's SNMP trap receiver (v2c communities and v3 users from ``credentials``)."""
+
+    listen: HostPort = "127.0.0.1:16162"
+    credentials: list[Name] = []
 
 
 def _some_rooms(rooms: list[Room]) -> list[Room]:
@@ -307,3 +342,4 @@ class SiteConfig(_Strict):
     storage: Storage = Storage()
     dashboard: Dashboard = Dashboard()
     simulation: Simulation = Simulation()
+    traps: TrapListener | None = None

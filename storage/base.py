@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from collectors.model import Reading
+from collectors.model import Event, Reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,10 @@ class WriteStore(Protocol):
         """Store a batch idempotently (same device, point and ts overwrite); return how many were new."""
         ...
 
+    def write_events(self, events: Sequence[Event]) -> None:
+        """Store events (traps, scenario markers) durably, in the order given."""
+        ...
+
     def apply_retention(self, now: float) -> int:
         """Delete samples older than the configured retention; return how many were removed."""
         ...
@@ -64,6 +68,10 @@ class ReadStore(Protocol):
 
     def query(self, device: str, point: str, start: float, end: float, max_points: int) -> list[Bucket]:
         """Samples in [start, end) downsampled server-side to at most ``max_points`` buckets."""
+        ...
+
+    def events(self, start: float, end: float, device: str | None = None, limit: int = 1000) -> list[Event]:
+        """Events in [start, end), newest first, optionally for one device."""
         ...
 
     def close(self) -> None:
