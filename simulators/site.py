@@ -4,7 +4,7 @@
 
     async with SiteSimulator(load_site("config/sites/demo.yaml"), seed=1) as sim:
         print(sim.endpoints())
-        sim.model("dh1-ups-a").mains_available = False   # a utility outage
+        sim.plant.power.set_utility(False)                # a utility outage
         sim.set_override("dh1-rack-a01-inlet", "ambient.temperature", -20.5)
         await sim.publish()                               # on the wire now, not at the next tick
 
@@ -16,39 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from collectors import codec
 from collectors.model import PointSpec
 from collectors.profile import DeviceProfile
 from config.load import ResolvedCredential, Site
 from config.schema import Device
-from simulators.devices.climate import RoomClimateModel
-from simulators.devices.ups import UpsModel
 from simulators.modbus_server import ModbusGateway
+from simulators.plant import DeviceModel, Plant
 from simulators.snmp_agent import SnmpAgent
 
 log = logging.getLogger(__name__)
-
-
-class DeviceModel(Protocol):
-    """What the site needs from a physics model."""
-
-    def step(self, dt_s: float) -> None:
-        """Advance simulated time."""
-
-    def values(self) -> Mapping[str, float | str]:
-        """Engineering values (state names for enums) keyed by point name."""
-
-
-ModelFactory = Callable[[Device, int | None, random.Random], DeviceModel]
-MODEL_FACTORIES: dict[str, ModelFactory] = {
-    "ups": lambda device, _unit, rng: UpsModel(device.simulation, rng),
-    "thsensor": lambda device, unit, rng: RoomClimateModel(device.simulation, rng, unit_id=unit or 1),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,19 +71,10 @@ def unit_id_of(device: Device, profile: DeviceProfile) -> int | None:
     return configured if configured is not None else profile.modbus.default_unit_id  # type: ignore[union-attr]
 
 
-def device_rng(seed: int | None, device_id: str) -> random.Random:
-    """A per-device generator: reproducible with a seed, independent of the other devices."""
-    return random.Random() if seed is None else random.Random(f"{seed}:{device_id}")
-
-
-def build_device(device: Device, profile: DeviceProfile, rng: random.Random) -> SimulatedDevice:
-    """Pair a configured device with its physics model; refuse a model that misses profile points."""
-    factory = MODEL_FACTORIES.get(profile.device_class)
-    if factory is None:
-        raise ValueError(f"{device.id}: no simulator for class {profile.device_class!r} "
-                         f"(have: {', '.join(sorted(MODEL_FACTORIES))})")
+def build_device(device: Device, profile: DeviceProfile, plant: Plant) -> SimulatedDevice:
+    """Pair a configured device with its view of the plant; refuse a view that misses profile points."""
     unit_id = unit_id_of(device, profile)
-    model = factory(device, unit_id, rng)
+    model = plant.model_for(device, profile, unit_id)
     missing = sorted({spec.name for spec in profile.points} - set(model.values()))
     if missing:
         raise ValueError(f"{device.id}: {type(model).__name__} has no value for {profile.id} points {missing}")
@@ -123,14 +95,19 @@ def check_raw(spec: PointSpec, raw: codec.RawValue, protocol: str) -> None:
 class SiteSimulator:
     """Every device of a site, served on loopback (or wherever the site says) until stopped."""
 
-    def __init__(self, site: Site, *, seed: int | None = None, tick_s: float = 1.0):
+    def __init__(self, site: Site, *, seed: int | None = None, tick_s: float = 1.0,
+                 time_scale: float | None = None):
         if tick_s <= 0:
             raise ValueError("tick_s must be positive")
         self.site = site
         self.tick_s = tick_s
+        self.time_scale = time_scale if time_scale is not None else site.config.simulation.time_scale
+        if self.time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        self.plant = Plant(site, seed)
         self.devices: dict[str, SimulatedDevice] = {}
         for device in site.devices:
-            self.devices[device.id] = build_device(device, site.profile(device), device_rng(seed, device.id))
+            self.devices[device.id] = build_device(device, site.profile(device), self.plant)
         self._agents: dict[str, SnmpAgent] = {}
         self._gateways: dict[tuple[str, int], ModbusGateway] = {}
         self._tick_task: asyncio.Task | None = None
@@ -215,17 +192,16 @@ class SiteSimulator:
         while True:
             await asyncio.sleep(self.tick_s)
             now = loop.time()
-            self.step(now - last)
+            self.step((now - last) * self.time_scale)
             last = now
             await self.publish()
 
     def step(self, dt_s: float) -> None:
-        """Advance every model by dt_s simulated seconds (a failing model is logged, not fatal)."""
-        for sim in self.devices.values():
-            try:
-                sim.model.step(dt_s)
-            except Exception:
-                log.exception("simulator: %s model step failed", sim.device.id)
+        """Advance the plant by dt_s simulated seconds (a failing step is logged, not fatal)."""
+        try:
+            self.plant.step(dt_s)
+        except Exception:
+            log.exception("simulator: plant step failed")
 
     async def advance(self, dt_s: float) -> None:
         """Fast-forward: step every model by dt_s and put the result on the wire now."""
@@ -252,8 +228,8 @@ class SiteSimulator:
 
     # --- control -------------------------------------------------------------------------------
 
-    def model(self, device_id: str) -> Any:
-        """The physics object behind a device (e.g. ``UpsModel`` to flip ``mains_available``)."""
+    def model(self, device_id: str) -> DeviceModel:
+        """The view behind a device (scenarios act on ``self.plant``, tests may look here)."""
         return self.devices[device_id].model
 
     def set_override(self, device_id: str, point: str, value: Any, *, raw: bool = False) -> None:

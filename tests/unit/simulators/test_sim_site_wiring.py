@@ -17,7 +17,8 @@ from config.schema import DeviceSimulation
 from simulators.devices.climate import RoomClimateModel
 from simulators.devices.ups import UpsModel
 from simulators.modbus_server import contiguous_runs, fit_raw, register_image, served_cells, used_addresses
-from simulators.site import MODEL_FACTORIES, SiteSimulator, build_device
+from simulators.plant import Plant
+from simulators.site import SiteSimulator, build_device
 from simulators.snmp_agent import AUTH_PROTOCOLS, PRIV_PROTOCOLS, SMI_TYPES, parse_oid, smi_value
 
 DEMO_CONFIG = Path(__file__).resolve().parents[3] / "config" / "sites" / "demo.yaml"
@@ -96,11 +97,17 @@ def test_bad_overrides_are_refused_at_once(demo_site):
         sim.set_override("dh1-rack-a01-inlet", "ambient.temperature", 0x10000, raw=True)
 
 
-def test_a_model_that_misses_profile_points_is_refused(demo_site, monkeypatch):
+class _ClimateForEverything:
+    """A plant that serves every device with a climate model."""
+
+    def model_for(self, device, profile, unit_id):
+        return RoomClimateModel(device.simulation, random.Random(1))
+
+
+def test_a_model_that_misses_profile_points_is_refused(demo_site):
     # a UPS profile served by a climate model would leave most OIDs without a value
-    monkeypatch.setitem(MODEL_FACTORIES, "ups", lambda device, unit, rng: RoomClimateModel(device.simulation, rng))
     with pytest.raises(ValueError, match="has no value for ups/ietf_rfc1628 points"):
-        build_device(demo_site.device("dh1-ups-a"), PROFILES["ups/ietf_rfc1628"], random.Random(1))
+        build_device(demo_site.device("dh1-ups-a"), PROFILES["ups/ietf_rfc1628"], _ClimateForEverything())
 
 
 def test_negative_temperature_is_twos_complement_on_the_wire():
@@ -179,7 +186,7 @@ def test_parse_oid():
 
 def test_stepping_before_start_needs_no_loop(demo_site):
     sim = SiteSimulator(demo_site, seed=3)
-    sim.model("dh1-ups-a").mains_available = False
+    sim.plant.power.set_utility(False)
     sim.step(120)
     raw = sim.devices["dh1-ups-a"].raw_values()
     assert raw["output.source"] == 5
@@ -193,9 +200,9 @@ def test_tick_must_be_positive(demo_site):
 
 def test_unknown_device_class_is_refused(demo_site):
     device = demo_site.device("dh1-ups-a").model_copy(update={"device_class": "generator"})
-    fake = type("P", (), {"device_class": "generator", "protocol": "modbus", "points": (), "id": "x"})()
+    fake = type("P", (), {"device_class": "generator", "protocol": "snmp", "points": (), "id": "x"})()
     with pytest.raises(ValueError, match="no simulator for class 'generator'"):
-        build_device(device, fake, random.Random(1))
+        build_device(device, fake, Plant(demo_site, seed=1))
 
 
 def test_climate_params_come_from_the_site():
