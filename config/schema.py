@@ -317,6 +317,8 @@ class Simulation(_Strict):
     trap_targets: list[HostPort] = []
     # IT load of each room in kW (rooms not listed share the UPS output evenly)
     room_it_load_kw: dict[Slug, Kilowatts] = {}
+    # loopback HTTP endpoint of `facwatch simulate` / `demo` for starting scenarios at runtime
+    control: HostPort = "127.0.0.1:16099"
 
 
 class TrapListener(_Strict):

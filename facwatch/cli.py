@@ -45,12 +45,20 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG)
     simulate.add_argument("--endpoints", type=Path, help="write the endpoints as JSON to this file")
     simulate.add_argument("--seed", type=int, help="seed the physics for repeatable runs")
+    _simulation_options(simulate)
     simulate.set_defaults(handler=cmd_simulate)
+
+    scenario = sub.add_parser("scenario", help="list, start or stop scenarios in a running simulate/demo")
+    scenario.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG, help="where its control endpoint is")
+    scenario.add_argument("action", choices=["list", "start", "stop"])
+    scenario.add_argument("name", nargs="?", help="the scenario to start")
+    scenario.set_defaults(handler=cmd_scenario)
 
     demo = sub.add_parser("demo", help="simulated site + collectors + store + dashboard in one process")
     demo.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG)
     demo.add_argument("--data-dir", type=Path, help="where the SQLite file goes (default: the config's)")
     demo.add_argument("--port", type=int, help="dashboard port (default: the config's, 8050)")
+    _simulation_options(demo)
     demo.set_defaults(handler=cmd_demo)
 
     run = sub.add_parser("run", help="production: collectors + store + dashboard")
@@ -72,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _simulation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenario", help="start this scenario at once (see `facwatch scenario list`)")
+    parser.add_argument("--time-scale", type=float, help="simulated seconds per wall second (default: the config's)")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """``facwatch check``: exit 0 with a summary, or 2 with every problem listed."""
     site = load_site(args.config)
@@ -84,15 +97,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     """``facwatch simulate``: serve the site's devices until interrupted."""
     site = load_site(args.config)
-    asyncio.run(_simulate(site, args.endpoints, args.seed))
+    asyncio.run(_simulate(site, args))
     return 0
 
 
-async def _simulate(site: Site, endpoints_path: Path | None, seed: int | None) -> None:
-    from facwatch.runtime import wait_for_signal
-    from simulators.site import SiteSimulator
+async def _simulate(site: Site, args: argparse.Namespace) -> None:
+    from facwatch.runtime import simulation, wait_for_signal
 
-    async with SiteSimulator(site, seed=seed) as sim:
+    endpoints_path = args.endpoints
+    async with simulation(site, seed=args.seed, time_scale=args.time_scale, scenario=args.scenario) as sim:
         endpoints = sim.endpoints()
         print(format_endpoints(endpoints), flush=True)
         if endpoints_path is not None:
@@ -117,8 +130,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     site = load_site(args.config)
     port = args.port or site.config.dashboard.port
     print(f"facwatch demo: open http://{site.config.dashboard.host}:{port}/  (Ctrl-C to stop)", flush=True)
-    asyncio.run(run_site(site, simulate=True, dashboard=True, data_dir=args.data_dir, port=port))
+    asyncio.run(run_site(site, simulate=True, dashboard=True, data_dir=args.data_dir, port=port,
+                         time_scale=args.time_scale, scenario=args.scenario))
     return 0
+
+
+def cmd_scenario(args: argparse.Namespace) -> int:
+    """``facwatch scenario``: talk to the control endpoint of a running simulate or demo."""
+    site = load_site(args.config)
+    base = f"http://{site.config.simulation.control}/scenarios"
+    if args.action == "start" and not args.name:
+        print("facwatch scenario start NAME: which scenario? (facwatch scenario list)", file=sys.stderr)
+        return 2
+    path = {"list": "", "start": f"/{args.name}/start", "stop": "/stop"}[args.action]
+    status, body = _http(base + path, post=args.action != "list")
+    if args.action == "list" and status == 200:
+        print(f"active: {body['active'] or '-'}   simulated clock: {body['clock_s']} s   ×{body['time_scale']}")
+        for name, description in body["scenarios"].items():
+            print(f"  {name:32} {description.split('. ')[0].rstrip('.')}.")
+    else:
+        print(json.dumps(body))
+    return 0 if status < 300 else 1
+
+
+def _http(url: str, post: bool) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, method="POST" if post else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except urllib.error.URLError as exc:
+        return 599, {"error": f"no simulator answering at {url}: {exc.reason} (is facwatch simulate/demo running?)"}
 
 
 def cmd_run(args: argparse.Namespace) -> int:

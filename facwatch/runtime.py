@@ -9,11 +9,11 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from collectors.model import Reading
+from collectors.model import Event, Reading, Severity
 from config.load import Site
 from storage.base import WriteStore
 from storage.sqlite import SqliteStore
@@ -34,7 +34,7 @@ class ReadingWriter:
         self._store = store
         self._flush_s = flush_s
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[Sequence[Reading] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Sequence[Reading] | _Events | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="reading-writer", daemon=True)
         self.written = 0
         self._thread.start()
@@ -42,6 +42,10 @@ class ReadingWriter:
     def put(self, readings: Sequence[Reading]) -> None:
         """Hand over a poll's readings (called from the event loop; never blocks)."""
         self._queue.put(readings)
+
+    def put_events(self, events: Sequence[Event]) -> None:
+        """Hand over events (traps, scenario markers); written on the same thread, in order."""
+        self._queue.put(_Events(tuple(events)))
 
     def close(self) -> None:
         """Write what is queued, then stop the thread."""
@@ -70,10 +74,23 @@ class ReadingWriter:
                 return batch, True
             if item is None:
                 return batch, False
+            if isinstance(item, _Events):
+                self._write(batch)  # keep readings and events in the order they arrived
+                batch = []
+                self._write_events(item.events)
+                continue
             batch.extend(item)
         return batch, True
 
+    def _write_events(self, events: Sequence[Event]) -> None:
+        try:
+            self._store.write_events(events)
+        except Exception:
+            log.exception("store write failed; %d events lost", len(events))
+
     def _write(self, batch: list[Reading]) -> None:
+        if not batch:
+            return
         try:
             self._store.write(batch)
             self.written += len(batch)
@@ -88,6 +105,13 @@ class ReadingWriter:
             return
         if removed:
             log.info("retention removed %d old samples", removed)
+
+
+@dataclass(frozen=True, slots=True)
+class _Events:
+    """Events queued for the writer thread (told apart from reading batches)."""
+
+    events: tuple[Event, ...]
 
 
 @dataclass
@@ -132,11 +156,54 @@ async def wait_for_signal() -> None:
     await stop.wait()
 
 
-async def run_collectors(site: Site, writer: ReadingWriter, until: asyncio.Future | None = None) -> None:
-    """Poll every device of the site into the writer until a signal (or ``until``) arrives."""
+@contextlib.asynccontextmanager
+async def simulation(site: Site, *, seed: int | None = None, time_scale: float | None = None,
+                     scenario: str | None = None,
+                     on_scenario: Callable[[str, str, float], None] | None = None) -> AsyncIterator:
+    """The site's simulators with a scenario runner and the loopback control endpoint."""
+    from simulators.control import ControlServer
+    from simulators.scenario import ScenarioRunner
+    from simulators.site import SiteSimulator
+
+    async with SiteSimulator(site, seed=seed, time_scale=time_scale) as sim:
+        sim.scenarios = ScenarioRunner(sim, on_change=on_scenario)
+        host, port = site.config.simulation.control.rsplit(":", 1)
+        control = ControlServer(sim.scenarios, host, int(port), asyncio.get_running_loop())
+        control.start()
+        log.info("simulator control on http://%s/scenarios (×%g time)", control.address, sim.time_scale)
+        try:
+            if scenario is not None:
+                sim.scenarios.start(scenario)
+            yield sim
+        finally:
+            await sim.scenarios.stop()
+            control.stop()
+
+
+def scenario_tagging(sink: Callable[[list[Reading]], None], sim) -> Callable[[list[Reading]], None]:
+    """A sink that tags readings with the scenario running when they were taken (kept out of evidence)."""
+
+    def put(readings: list[Reading]) -> None:
+        name = sim.active_scenario
+        sink(readings if name is None else [replace(r, scenario=name) for r in readings])
+    return put
+
+
+def scenario_events(writer: ReadingWriter) -> Callable[[str, str, float], None]:
+    """Record scenario starts and ends as events in the store."""
+
+    def record(name: str, what: str, clock_s: float) -> None:
+        writer.put_events([Event(time.time(), None, "scenario", f"{name} {what}", Severity.INFO,
+                                 {"scenario": name, "state": what, "sim_clock_s": round(clock_s, 1)}, name)])
+    return record
+
+
+async def run_collectors(site: Site, sink: Callable[[list[Reading]], None],
+                         until: asyncio.Future | None = None) -> None:
+    """Poll every device of the site into the sink until a signal (or ``until``) arrives."""
     from collectors.scheduler import Collector
 
-    collector = Collector(site, writer.put)
+    collector = Collector(site, sink)
     task = asyncio.create_task(collector.run(), name="collector")
     try:
         await (until if until is not None else wait_for_signal())
@@ -148,21 +215,22 @@ async def run_collectors(site: Site, writer: ReadingWriter, until: asyncio.Futur
 
 
 async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Path | None = None,
-                   port: int | None = None) -> None:
+                   port: int | None = None, time_scale: float | None = None, scenario: str | None = None) -> None:
     """Collectors + store (+ simulators for the demo) (+ dashboard), until SIGINT/SIGTERM."""
     store = open_store(site, data_dir)
     writer = ReadingWriter(store)
     web = start_dashboard(site, store, port=port) if dashboard else None
     try:
         async with contextlib.AsyncExitStack() as stack:
+            sink: Callable[[list[Reading]], None] = writer.put
             if simulate:
-                from simulators.site import SiteSimulator
-
-                await stack.enter_async_context(SiteSimulator(site))
+                sim = await stack.enter_async_context(simulation(
+                    site, time_scale=time_scale, scenario=scenario, on_scenario=scenario_events(writer)))
+                sink = scenario_tagging(writer.put, sim)
             if web is not None:
                 cfg = site.config.dashboard
                 log.info("dashboard on http://%s:%d/", cfg.host, port or cfg.port)
-            await run_collectors(site, writer)
+            await run_collectors(site, sink)
     finally:
         if web is not None:
             web.stop()

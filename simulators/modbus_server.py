@@ -125,6 +125,7 @@ class ModbusGateway:
         self._server: ModbusTcpServer | None = None
         self._pushing = False
         self._last: dict[int, RegisterImage] = {}
+        self.silent_units: set[int] = set()  # devices that "vanished" behind the gateway
 
     @property
     def running(self) -> bool:
@@ -189,14 +190,15 @@ class ModbusGateway:
         blocks = tuple(_table_blocks(table, served.get(table, [(0, 1)])) for table in TABLE_ORDER)
         cells = {table: frozenset(a for start, count in runs for a in range(start, start + count))
                   for table, runs in served.items()}
-        return SimDevice(id=unit_id, simdata=blocks, action=partial(self._guard, cells))
+        return SimDevice(id=unit_id, simdata=blocks, action=partial(self._guard, unit_id, cells))
 
     def _catch_all(self) -> SimDevice:
         every = [SimData(0, count=MAX_ADDRESS + 1, values=0, datatype=DataType.REGISTERS)]
         return SimDevice(id=CATCH_ALL_UNIT, simdata=every, action=self._no_such_unit)
 
-    async def _guard(self, served: Mapping[Table, frozenset[int]], function_code: int, start_address: int,
-                     address: int, count: int, current_registers: list[int], set_values) -> ExcCodes | None:
+    async def _guard(self, unit_id: int, served: Mapping[Table, frozenset[int]], function_code: int,
+                     start_address: int, address: int, count: int, current_registers: list[int],
+                     set_values) -> ExcCodes | None:
         """Refuse client writes, tables the profile lacks, and bit reads starting outside the profile.
 
         pymodbus pads bit tables to whole 16-bit words and hands this hook the count in words, so a
@@ -204,6 +206,8 @@ class ModbusGateway:
         """
         if set_values is not None and not self._pushing:
             return ExcCodes.ILLEGAL_FUNCTION
+        if unit_id in self.silent_units:  # a real RTU gateway answers 0x0B when the device behind it is gone
+            return ExcCodes.GATEWAY_NO_RESPONSE
         if address not in served.get(FUNCTION_TABLES.get(function_code), frozenset()):  # type: ignore[arg-type]
             return ExcCodes.ILLEGAL_ADDRESS
         return None

@@ -27,6 +27,7 @@ from config.load import ResolvedCredential, Site
 from config.schema import Device
 from simulators.modbus_server import ModbusGateway
 from simulators.plant import DeviceModel, Plant
+from simulators.scenario import ScenarioRunner
 from simulators.snmp_agent import SnmpAgent
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class SiteSimulator:
         if self.time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.plant = Plant(site, seed)
+        self.scenarios: ScenarioRunner | None = None  # attached by whoever runs scenarios (CLI, demo, tests)
         self.devices: dict[str, SimulatedDevice] = {}
         for device in site.devices:
             self.devices[device.id] = build_device(device, site.profile(device), self.plant)
@@ -227,6 +229,41 @@ class SiteSimulator:
             log.exception("simulator: publishing %s failed", device_id)
 
     # --- control -------------------------------------------------------------------------------
+
+    def device(self, device_id: str | None, device_class: str | None = None) -> SimulatedDevice:
+        """A simulated device by id, or the first of ``device_class`` when no id is given."""
+        if device_id is not None:
+            if device_id not in self.devices:
+                raise ValueError(f"no simulated device {device_id!r}")
+            return self.devices[device_id]
+        for sim in self.devices.values():
+            if sim.device.device_class == device_class:
+                return sim
+        raise ValueError(f"the site has no {device_class} device")
+
+    def freeze(self, device_id: str) -> None:
+        """Pin every point of a device at its current wire value (a stuck sensor)."""
+        sim = self.devices[device_id]
+        for point, raw in sim.raw_values().items():
+            sim.overrides[point] = Override(raw, raw=True)
+        self._schedule_publish(device_id)
+
+    async def silence(self, device_id: str, silent: bool) -> None:
+        """Make a device stop answering (SNMP agent closed; a gateway answers 0x0B for its unit) or answer again."""
+        sim = self.devices[device_id]
+        if device_id in self._agents:
+            agent = self._agents[device_id]
+            await (agent.stop() if silent else agent.start())
+            if not silent:
+                await self._publish_device(device_id)
+            return
+        units = self._gateways[(sim.device.host, sim.device.port)].silent_units
+        (units.add if silent else units.discard)(sim.unit_id)  # type: ignore[arg-type]
+
+    @property
+    def active_scenario(self) -> str | None:
+        """The scenario running now, if any (readings taken meanwhile are tagged with it)."""
+        return self.scenarios.active if self.scenarios is not None else None
 
     def model(self, device_id: str) -> DeviceModel:
         """The view behind a device (scenarios act on ``self.plant``, tests may look here)."""
