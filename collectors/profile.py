@@ -28,6 +28,8 @@ OID_TEMPLATE = re.compile(r"^[0-2](\.(0|[1-9][0-9]*|\{[a-z][a-z0-9_]*\}))+$")
 PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 INDEX_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 OidArc = Annotated[int, Field(strict=True, ge=0, le=0xFFFFFFFF)]  # SNMP sub-identifiers are 32-bit unsigned
+NUMERIC_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+TRAP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")  # the MIB's NOTIFICATION-TYPE / TRAP-TYPE name
 
 
 class _Strict(BaseModel):
@@ -90,6 +92,32 @@ class PointModel(_Strict):
         return oid
 
 
+class TrapModel(_Strict):
+    """A notification the device sends, as written in a profile file."""
+
+    name: str
+    oid: str
+    severity: Severity
+    varbinds: list[str] = []  # points the device sends along, with their current values
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _mib_name(cls, name: str) -> str:
+        if not TRAP_NAME.match(name):
+            raise ValueError("trap names are the MIB's names, e.g. upsTrapOnBattery")
+        return name
+
+    @field_validator("oid")
+    @classmethod
+    def _numeric_trap_oid(cls, oid: str) -> str:
+        if not NUMERIC_OID.match(oid):
+            # SMIv1 TRAP-TYPEs are written in their SNMPv2 form: enterprise.0.specific (RFC 3584 §3.1)
+            raise ValueError("trap OIDs are written numerically, e.g. 1.3.6.1.2.1.33.2.1 "
+                             "(SMIv1 traps as enterprise.0.specific)")
+        return oid
+
+
 class ModbusOptionsModel(_Strict):
     """How to talk to a Modbus device of this type."""
 
@@ -113,6 +141,7 @@ class ProfileModel(_Strict):
     modbus: ModbusOptionsModel | None = None
     indexes: dict[str, OidArc] = {}  # default value of each {placeholder} used in point OIDs
     points: list[PointModel] = Field(min_length=1)
+    traps: list[TrapModel] = []
 
     @field_validator("indexes")
     @classmethod
@@ -131,6 +160,21 @@ class ModbusOptions:
     max_registers_per_read: int = 125
     max_bits_per_read: int = 2000
     max_gap: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class TrapSpec:
+    """A compiled notification: the trap OID (snmpTrapOID.0 value), its severity and the points it carries.
+
+    Example: ``TrapSpec("upsTrapOnBattery", "1.3.6.1.2.1.33.2.1", Severity.WARNING,
+    ("battery.runtime", "battery.time_on_battery", "battery.runtime.low"))``.
+    """
+
+    name: str
+    oid: str
+    severity: Severity
+    varbinds: tuple[str, ...] = ()
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +199,7 @@ class DeviceProfile:
     modbus: ModbusOptions | None
     indexes: Mapping[str, int] = field(default_factory=dict)
     oid_templates: Mapping[str, str] = field(default_factory=dict)
+    traps: tuple[TrapSpec, ...] = ()
 
     def point(self, name: str) -> PointSpec:
         """The point called ``name``; KeyError if the profile has none."""
@@ -162,6 +207,20 @@ class DeviceProfile:
             if spec.name == name:
                 return spec
         raise KeyError(f"{self.id} has no point {name!r}")
+
+    def trap(self, name: str) -> TrapSpec:
+        """The trap called ``name``; KeyError if the profile has none."""
+        for spec in self.traps:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"{self.id} has no trap {name!r}")
+
+    def trap_by_oid(self, oid: str) -> TrapSpec | None:
+        """The trap whose snmpTrapOID.0 value is ``oid`` (dotted, no leading dot), or None."""
+        for spec in self.traps:
+            if spec.oid == oid:
+                return spec
+        return None
 
     def with_indexes(self, overrides: Mapping[str, int]) -> DeviceProfile:
         """A copy whose templated OIDs use ``overrides`` in place of the default index values.
@@ -227,6 +286,27 @@ def _cross_check(model: ProfileModel, doc: YamlDocument, profile_id: str) -> lis
     for index, name in enumerate(model.summary):
         if name not in seen:
             problems.append(doc.problem(("summary", index), f"no point named {name!r}"))
+    problems += _trap_problems(model, doc, seen)
+    return problems
+
+
+def _trap_problems(model: ProfileModel, doc: YamlDocument, points: set[str]) -> list[Problem]:
+    """Traps are SNMP only, unique by name and OID, and carry only points of this profile."""
+    problems: list[Problem] = []
+    if model.traps and model.protocol != "snmp":
+        problems.append(doc.problem(("traps",), "only SNMP profiles have traps"))
+    names: set[str] = set()
+    oids: dict[str, str] = {}
+    for index, trap in enumerate(model.traps):
+        loc = ("traps", index)
+        if trap.name in names:
+            problems.append(doc.problem((*loc, "name"), f"duplicate trap name {trap.name!r}"))
+        if trap.oid in oids:
+            problems.append(doc.problem((*loc, "oid"), f"trap OID already used by {oids[trap.oid]!r}"))
+        names.add(trap.name)
+        oids.setdefault(trap.oid, trap.name)
+        problems += [doc.problem((*loc, "varbinds", i), f"no point named {name!r}")
+                     for i, name in enumerate(trap.varbinds) if name not in points]
     return problems
 
 
@@ -305,6 +385,7 @@ def _compile(model: ProfileModel, profile_id: str) -> DeviceProfile:
         modbus=ModbusOptions(**options.model_dump()) if model.protocol == "modbus" else None,
         indexes=dict(model.indexes),
         oid_templates={p.name: p.oid for p in model.points if p.oid is not None and PLACEHOLDER.search(p.oid)},
+        traps=tuple(TrapSpec(t.name, t.oid, t.severity, tuple(t.varbinds), t.description) for t in model.traps),
     )
 
 

@@ -5,6 +5,9 @@ on the loop that exists when the transport is created; LIBRARIES.md §1 pitfall 
 raw wire values already encoded with ``collectors.codec`` from the SAME profile the collector
 decodes with, so both ends agree by construction.
 
+``send_trap`` sends SNMPv2 traps from the agent's own port (source address = the device's address, so a
+receiver can tell which device sent it).
+
 Security (LIBRARIES.md §1 pitfalls 8 and 9): the read view is mib-2 + enterprises only, so pysnmp's
 own configuration MIBs (SNMP-COMMUNITY-MIB with the community strings, USM, VACM) are never
 reachable, and pysnmp's enterprise arc 1.3.6.1.4.1.20408 (PYSNMP-USM-MIB: the v3 passphrases in
@@ -16,20 +19,26 @@ write view that contains nothing, because a VACM view with no entries GRANTS acc
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from pyasn1.error import PyAsn1Error
 from pysnmp.carrier.asyncio.dgram import udp, udp6
 from pysnmp.entity import config, engine
 from pysnmp.entity.rfc3413 import cmdrsp, context
+from pysnmp.error import PySnmpError
 from pysnmp.proto import rfc1902
+from pysnmp.proto.api import v2c
 
 from collectors.codec import RawValue
-from collectors.profile import DeviceProfile
+from collectors.profile import DeviceProfile, TrapSpec
 from config.load import ResolvedCommunity, ResolvedCredential, ResolvedV3
+
+log = logging.getLogger(__name__)
 
 MIB2 = (1, 3, 6, 1, 2, 1)
 ENTERPRISES = (1, 3, 6, 1, 4, 1)
@@ -79,6 +88,10 @@ SMI_TYPES: dict[str, type] = {
 EMPTY_VALUES: dict[str, Any] = {"octet_string": "", "object_identifier": "0.0"}
 SECURITY_MODEL_V2C = 2
 SECURITY_MODEL_USM = 3
+SNMP_TRAP_OID = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)  # snmpTrapOID.0 (RFC 3418)
+SYS_UPTIME_0 = (*SYS_OIDS["sysUpTime"], 0)
+MP_V2C, MP_V3 = 1, 3  # message processing models (RFC 3411)
+NO_AUTH_NO_PRIV, AUTH_PRIV = 1, 3  # security levels
 
 
 def parse_oid(oid: str) -> tuple[int, ...]:
@@ -157,6 +170,94 @@ class SnmpAgent:
         sock, self._socket = self._socket, None
         if sock is not None:
             sock.close()
+
+    async def send_trap(self, trap: TrapSpec, values: Mapping[str, RawValue] | None,
+                        targets: Sequence[tuple[str, int]],
+                        extra_varbinds: Sequence[tuple[str, str, RawValue]] = ()) -> int:
+        """Send ``trap`` as an SNMPv2 trap to every target, from this agent's own UDP port; return how many went.
+
+        Varbinds: sysUpTime.0, snmpTrapOID.0, the trap's points with their raw values from ``values``
+        (None = the values served now; a point without a value is left out), then ``extra_varbinds``
+        as (OID, profile datatype, raw), e.g. ``("1.3.6.1.2.1.33.1.6.2.1.2.1", "object_identifier",
+        "1.3.6.1.2.1.33.1.6.3.3")``. v2c with the first community the agent serves, else v3 authPriv
+        with its first user. A target that cannot be reached is logged and skipped.
+        """
+        eng = self._engine
+        if eng is None:
+            raise RuntimeError(f"{self.device_id}: start the agent before sending traps")
+        pdu = self._trap_pdu(trap, self._raw if values is None else values, extra_varbinds)
+        security = self._trap_security()
+        await self._transport_ready(eng)
+        sent = 0
+        for host, port in targets:
+            address = await self._target_address(host, port)
+            if address is None:
+                continue
+            try:
+                # The message dispatcher directly (not NotificationOriginator): it sends through the
+                # transport registered for udp.DOMAIN_NAME, i.e. this agent's bound socket, so the source
+                # port is the agent's port; and it skips VACM, whose notify view is empty on purpose.
+                eng.message_dispatcher.send_pdu(eng, self._domain, address, *security, None, b"", 1, pdu, False)
+            except (PySnmpError, PyAsn1Error, OSError) as exc:
+                log.warning("%s: trap %s to %s:%s not sent: %s", self.device_id, trap.name, host, port,
+                            type(exc).__name__)
+                continue
+            sent += 1
+        return sent
+
+    async def _transport_ready(self, eng: engine.SnmpEngine, timeout_s: float = 1.0) -> None:
+        """Wait for pysnmp's endpoint (created by a background future); sends before it only queue."""
+        # a stop() right after start() would drop what is still queued
+        transport = config.get_transport(eng, self._domain)
+        deadline = time.monotonic() + timeout_s
+        while getattr(transport, "transport", True) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+
+    async def _target_address(self, host: str, port: int) -> tuple | None:
+        """A target as a socket address of the agent's family, resolved without blocking; None if impossible."""
+        family = self._socket.family if self._socket is not None else socket.AF_INET
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            log.warning("%s: trap target %s:%s is not reachable from udp %s:%s: %s", self.device_id, host, port,
+                        self.host, self.port, type(exc).__name__)
+            return None
+        return infos[0][4]
+
+    def _trap_pdu(self, trap: TrapSpec, values: Mapping[str, RawValue],
+                  extra_varbinds: Sequence[tuple[str, str, RawValue]]) -> Any:
+        """An SNMPv2-Trap-PDU: sysUpTime.0, snmpTrapOID.0, the trap's points, then the extras."""
+        varbinds: list[tuple[tuple[int, ...], Any]] = [
+            (SYS_UPTIME_0, rfc1902.TimeTicks(self._uptime_ticks())),
+            (SNMP_TRAP_OID, rfc1902.ObjectIdentifier(parse_oid(trap.oid))),
+        ]
+        for name in trap.varbinds:
+            spec = self.profile.point(name)
+            if name in values:
+                varbinds.append((parse_oid(spec.oid or ""), smi_value(spec.datatype, values[name])))
+        varbinds += [(parse_oid(oid), smi_value(datatype, raw)) for oid, datatype, raw in extra_varbinds]
+        pdu = v2c.SNMPv2TrapPDU()
+        v2c.apiPDU.set_defaults(pdu)
+        v2c.apiPDU.set_varbinds(pdu, varbinds)
+        return pdu
+
+    def _trap_security(self) -> tuple[int, int, bytes, int]:
+        """(message model, security model, security name, level) of the credential traps go out with."""
+        for name, credential in self.credentials.items():
+            if isinstance(credential, ResolvedCommunity):
+                # pysnmp finds the community by securityName (= the credential name given to
+                # add_v1_system); its tables key on bytes, so a str name would not match
+                return MP_V2C, SECURITY_MODEL_V2C, name.encode(), NO_AUTH_NO_PRIV
+        for credential in self.credentials.values():
+            if isinstance(credential, ResolvedV3):
+                return MP_V3, SECURITY_MODEL_USM, credential.user.encode(), AUTH_PRIV
+        raise RuntimeError(f"{self.device_id}: no credential to send traps with")  # pragma: no cover
+
+    @property
+    def _domain(self) -> tuple[int, ...]:
+        """The transport domain the agent's socket was registered under (see ``_add_transport``)."""
+        ipv6 = self._socket is not None and self._socket.family == socket.AF_INET6
+        return udp6.DOMAIN_NAME if ipv6 else udp.DOMAIN_NAME
 
     def _uptime_ticks(self) -> int:
         return int((time.monotonic() - self._started_at) * 100) & 0xFFFFFFFF

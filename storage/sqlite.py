@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from collectors.model import Quality, Reading
+from collectors.model import Event, Quality, Reading, Severity
 from storage.base import Bucket, SeriesKey
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5_000
 _MS_PER_DAY = 86_400_000
 
@@ -41,6 +41,19 @@ _SCHEMA = (
         series_id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, value REAL, quality INTEGER NOT NULL,
         text TEXT, scenario TEXT)""",
 )
+
+# Tables added after version 1, by the version that added them: a file of an older version gets them
+# on open, and its existing tables and rows are left as they are.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        # id keeps the order events were written in, for events of the same millisecond
+        """CREATE TABLE IF NOT EXISTS events (
+            id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, device TEXT, kind TEXT NOT NULL,
+            name TEXT NOT NULL, severity TEXT NOT NULL, scenario TEXT, payload TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS events_by_time ON events (ts_ms, id)",
+        "CREATE INDEX IF NOT EXISTS events_by_device ON events (device, ts_ms, id)",
+    ),
+}
 
 _INSERT_SAMPLE = "INSERT OR IGNORE INTO samples VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
 _OVERWRITE_SAMPLE = """
@@ -69,6 +82,15 @@ _QUERY_BUCKETS = """
     GROUP BY bucket ORDER BY bucket"""
 _SERIES_WITH_OLD = """
     SELECT id FROM series AS s WHERE EXISTS (SELECT 1 FROM samples WHERE series_id = s.id AND ts_ms < ?)"""
+_INSERT_EVENT = """
+    INSERT INTO events (ts_ms, device, kind, name, severity, scenario, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"""
+_SELECT_EVENTS = """
+    SELECT ts_ms, device, kind, name, severity, scenario, payload FROM events
+    WHERE ts_ms >= :start AND ts_ms < :end{device_filter}
+    ORDER BY ts_ms DESC, id DESC LIMIT :limit"""
+# A separate statement per case (not `:device IS NULL OR ...`) so SQLite can use events_by_device.
+_SELECT_ALL_EVENTS = _SELECT_EVENTS.format(device_filter="")
+_SELECT_DEVICE_EVENTS = _SELECT_EVENTS.format(device_filter=" AND device = :device")
 _PRUNE_CHUNK = """
     DELETE FROM samples WHERE series_id = ?1 AND ts_ms IN (
         SELECT ts_ms FROM samples WHERE series_id = ?1 AND ts_ms < ?2 ORDER BY ts_ms LIMIT ?3)"""
@@ -129,6 +151,14 @@ class SqliteStore:
             conn.executemany(_UPSERT_LATEST, _newest_per_series(rows))
         return inserted
 
+    def write_events(self, events: Sequence[Event]) -> None:
+        """Store events in one transaction, in the order given (duplicates are kept: events are not sampled)."""
+        if not events:
+            return
+        rows = [_event_row(event) for event in events]  # serialise before taking the write lock
+        with self._transaction() as conn:
+            conn.executemany(_INSERT_EVENT, rows)
+
     def apply_retention(self, now: float) -> int:
         """Delete samples older than ``now`` minus the retention, in short transactions; return the count."""
         cutoff_ms = round(now * 1000) - round(self.retention_days * _MS_PER_DAY)
@@ -176,6 +206,14 @@ class SqliteStore:
         params = {"device": device, "point": point, "start": start_ms, "end": end_ms, "width": width}
         return [_bucket(row, start_ms, width) for row in self._reader().execute(_QUERY_BUCKETS, params)]
 
+    def events(self, start: float, end: float, device: str | None = None, limit: int = 1000) -> list[Event]:
+        """Events in [start, end), newest first (the later written first on equal times), optionally of one device."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        params = {"start": round(start * 1000), "end": round(end * 1000), "device": device, "limit": limit}
+        query = _SELECT_ALL_EVENTS if device is None else _SELECT_DEVICE_EVENTS
+        return [_event(row) for row in self._reader().execute(query, params)]
+
     # --- context manager --------------------------------------------------------------------------
 
     def __enter__(self) -> SqliteStore:
@@ -212,6 +250,10 @@ class SqliteStore:
                 raise RuntimeError(f"{self.path}: schema version {version} is newer than {SCHEMA_VERSION}")
             for ddl in _SCHEMA:
                 conn.execute(ddl)
+            for added_in, ddls in _MIGRATIONS.items():
+                if version < added_in:
+                    for ddl in ddls:
+                        conn.execute(ddl)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
@@ -314,6 +356,21 @@ def _reading(row: tuple) -> Reading:
     """A Reading from a latest row joined with its series."""
     device, point, ts_ms, value, quality, text, scenario = row
     return Reading(device, point, ts_ms / 1000, value, _QUALITY_OF[quality], text, scenario)
+
+
+def _event_row(event: Event) -> tuple:
+    """The stored form of an event; a payload value JSON cannot carry is kept as its text, not refused."""
+    payload = json.dumps(dict(event.payload), default=str, separators=(",", ":"))
+    return (round(event.ts * 1000), event.device, event.kind, event.name, Severity(event.severity).value,
+            event.scenario, payload)
+
+
+def _event(row: tuple) -> Event:
+    """An Event from one row of the events table."""
+    ts_ms, device, kind, name, severity, scenario, payload = row
+    known = severity in Severity._value2member_map_
+    return Event(ts_ms / 1000, device, kind, name, Severity(severity) if known else Severity.UNKNOWN,
+                 json.loads(payload), scenario)
 
 
 def _bucket(row: tuple, start_ms: int, width: int) -> Bucket:
