@@ -180,12 +180,12 @@ async def simulation(site: Site, *, seed: int | None = None, time_scale: float |
             control.stop()
 
 
-def scenario_tagging(sink: Callable[[list[Reading]], None], sim) -> Callable[[list[Reading]], None]:
-    """A sink that tags readings with the scenario running when they were taken (kept out of evidence)."""
+def scenario_tagging(sink: Callable[[list], None], sim) -> Callable[[list], None]:
+    """A sink that tags readings or events with the scenario running when they arose (kept out of evidence)."""
 
-    def put(readings: list[Reading]) -> None:
+    def put(items: list) -> None:
         name = sim.active_scenario
-        sink(readings if name is None else [replace(r, scenario=name) for r in readings])
+        sink(items if name is None else [replace(item, scenario=name) for item in items])
     return put
 
 
@@ -196,6 +196,17 @@ def scenario_events(writer: ReadingWriter) -> Callable[[str, str, float], None]:
         writer.put_events([Event(time.time(), None, "scenario", f"{name} {what}", Severity.INFO,
                                  {"scenario": name, "state": what, "sim_clock_s": round(clock_s, 1)}, name)])
     return record
+
+
+@contextlib.asynccontextmanager
+async def trap_receiver(site: Site, sink: Callable[[list[Reading]], None],
+                        event_sink: Callable[[list[Event]], None]) -> AsyncIterator:
+    """Facwatch's SNMP trap listener: events to the store at once, varbind readings to the sink."""
+    from collectors.traps import TrapReceiver
+
+    async with TrapReceiver(site, on_readings=sink, on_events=event_sink) as receiver:
+        log.info("SNMP traps on udp://%s", site.config.traps.listen)  # type: ignore[union-attr]
+        yield receiver
 
 
 async def run_collectors(site: Site, sink: Callable[[list[Reading]], None],
@@ -223,10 +234,13 @@ async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Pat
     try:
         async with contextlib.AsyncExitStack() as stack:
             sink: Callable[[list[Reading]], None] = writer.put
+            event_sink: Callable[[list[Event]], None] = writer.put_events
             if simulate:
                 sim = await stack.enter_async_context(simulation(
                     site, time_scale=time_scale, scenario=scenario, on_scenario=scenario_events(writer)))
-                sink = scenario_tagging(writer.put, sim)
+                sink, event_sink = scenario_tagging(writer.put, sim), scenario_tagging(writer.put_events, sim)
+            if site.config.traps is not None:
+                await stack.enter_async_context(trap_receiver(site, sink, event_sink))
             if web is not None:
                 cfg = site.config.dashboard
                 log.info("dashboard on http://%s:%d/", cfg.host, port or cfg.port)

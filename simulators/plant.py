@@ -11,8 +11,7 @@ Time is simulated seconds; ``SiteSimulator`` advances it by wall time × ``time_
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Protocol
 
 from collectors.profile import DeviceProfile
@@ -23,14 +22,6 @@ from simulators.physics.power import PowerChain
 from simulators.physics.rooms import RoomsModel
 
 MAX_SUBSTEP_S = 1.0  # physics is integrated in steps of at most 1 simulated second, however fast time runs
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """A trap a device model wants sent: a profile trap name plus varbinds beyond its declared points."""
-
-    trap: str
-    extra_varbinds: Sequence[tuple[str, str, object]] = field(default_factory=tuple)  # (oid, datatype, raw)
 
 
 class DeviceModel(Protocol):
@@ -54,11 +45,12 @@ class Subsystem(Protocol):
 class Plant:
     """Power chain, rooms and fire system of one site, stepped together."""
 
-    def __init__(self, site: Site, seed: int | None = None):
+    def __init__(self, site: Site, seed: int | None = None, epoch_at_start: float | None = None):
         self.site = site
         self.seed = seed
         self.clock_s = 0.0
-        self.power = PowerChain(site)
+        # wall-clock time the simulation started at: dates a device reports (last transfer, last test)
+        self.power = PowerChain(site, epoch_at_start=epoch_at_start)
         self.rooms = RoomsModel(site)
         self.fire = FireSystem(site)
         self.subsystems: tuple[Subsystem, ...] = (self.power, self.rooms, self.fire)

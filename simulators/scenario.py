@@ -62,6 +62,11 @@ async def generator_fails_to_start(sim: SiteSimulator, failing: bool = True, gen
     sim.plant.power.set_generator_fails_to_start(failing, generator)
 
 
+async def generator_alarms_reset(sim: SiteSimulator, generator: str | None = None) -> None:
+    """Someone resets the generator's latched alarms at its controller (e.g. after a fail to start)."""
+    sim.plant.power.reset_generator_alarms(generator)
+
+
 async def generator_test(sim: SiteSimulator, on_load: bool = True, generator: str | None = None) -> None:
     """Start a generator test run, on load (the ATS transfers) or off load."""
     sim.plant.power.start_generator_test(on_load=on_load, generator_id=generator)
@@ -150,9 +155,9 @@ async def device_returns(sim: SiteSimulator, device: str | None = None) -> None:
 Action = Callable[..., Any]
 ACTIONS: dict[str, Action] = {
     fn.__name__: fn for fn in (
-        utility, generator_fails_to_start, generator_test, generator_test_end, ups_self_test, crac_failed,
-        zone, vesda_smoke, preaction_leak, compressor_failed, sprinkler_head_opens, gas_abort, gas_lockoff,
-        fire_reset, sensor_value, sensor_stuck, sensor_restore, device_vanishes, device_returns,
+        utility, generator_fails_to_start, generator_alarms_reset, generator_test, generator_test_end,
+        ups_self_test, crac_failed, zone, vesda_smoke, preaction_leak, compressor_failed, sprinkler_head_opens,
+        gas_abort, gas_lockoff, fire_reset, sensor_value, sensor_stuck, sensor_restore, device_vanishes, device_returns,
     )
 }
 

@@ -29,6 +29,7 @@ from simulators.modbus_server import ModbusGateway
 from simulators.plant import DeviceModel, Plant
 from simulators.scenario import ScenarioRunner
 from simulators.snmp_agent import SnmpAgent
+from simulators.traps import UpsTrapEmitter, parse_targets
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,9 @@ class SiteSimulator:
         self.devices: dict[str, SimulatedDevice] = {}
         for device in site.devices:
             self.devices[device.id] = build_device(device, site.profile(device), self.plant)
+        self._trap_targets = parse_targets(site.config.simulation.trap_targets)
+        self._emitters = {device_id: UpsTrapEmitter(sim.profile) for device_id, sim in self.devices.items()
+                          if sim.profile.protocol == "snmp" and sim.profile.traps}
         self._agents: dict[str, SnmpAgent] = {}
         self._gateways: dict[tuple[str, int], ModbusGateway] = {}
         self._tick_task: asyncio.Task | None = None
@@ -211,9 +215,27 @@ class SiteSimulator:
         await self.publish()
 
     async def publish(self) -> None:
-        """Push every device's current values to its endpoint."""
+        """Push every device's current values to its endpoint, then send the traps they call for."""
         for device_id in self.devices:
             await self._publish_device(device_id)
+        await self._send_traps()
+
+    async def _send_traps(self) -> None:
+        """Each UPS agent traps what changed (RFC 1628 §1.3 / APC rules in simulators.traps)."""
+        if not self._running or not self._trap_targets:
+            return
+        for device_id, emitter in self._emitters.items():
+            agent = self._agents.get(device_id)
+            if agent is None or not agent.running:
+                continue
+            sim = self.devices[device_id]
+            try:
+                raw = sim.raw_values()
+                for pending in emitter.observe(raw, self.plant.clock_s):
+                    await agent.send_trap(sim.profile.trap(pending.name), raw, self._trap_targets,
+                                          pending.extra_varbinds)
+            except Exception:
+                log.exception("simulator: traps of %s failed", device_id)
 
     async def _publish_device(self, device_id: str) -> None:
         if not self._running:
