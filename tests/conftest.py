@@ -13,3 +13,6 @@ DEMO_CONFIG = ROOT / "config" / "sites" / "demo.yaml"
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+# The three-device site of the walking skeleton: unit tests pin their expectations to it, so the
+# shipped demo can grow without rewriting them.
+SKELETON_CONFIG = ROOT / "tests" / "data" / "sites" / "skeleton.yaml"

@@ -112,5 +112,5 @@ class VesdaView:
             "vesda.action_threshold": ACTION_OBS,
             "vesda.fire1_threshold": FIRE1_OBS,
             "vesda.fire2_threshold": FIRE2_OBS,
-            "vesda.flow": detector.flow_pct,
+            "vesda.flow_deviation": detector.flow_pct,
         }

@@ -29,7 +29,7 @@ from tests.peers import require
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = ROOT / "config" / "sites" / "demo.yaml"
+DEMO_CONFIG = ROOT / "tests" / "data" / "sites" / "skeleton.yaml"  # the skeleton site: a stable fixture
 SCREENSHOT = ROOT / "docs" / "screenshot-dashboard.png"
 PORT_BASE = 23410  # this module owns 23410-23419
 UPS, A01, A02 = "dh1-ups-a", "dh1-rack-a01-inlet", "dh1-rack-a02-inlet"

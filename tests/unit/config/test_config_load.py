@@ -11,7 +11,7 @@ from config.load import ResolvedCommunity, ResolvedV3, Site, load_site, site_fro
 from config.yamlfile import ConfigError, parse_yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-DEMO = ROOT / "config" / "sites" / "demo.yaml"
+DEMO = ROOT / "tests" / "data" / "sites" / "skeleton.yaml"  # a stable fixture: line numbers below refer to it
 DEMO_TEXT = DEMO.read_text(encoding="utf-8")
 CANARY = "canary-3f9b1c-must-never-print"
 

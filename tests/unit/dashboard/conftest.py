@@ -13,7 +13,7 @@ from config.load import Site, load_site
 from storage.base import Bucket, SeriesKey
 
 ROOT = Path(__file__).resolve().parents[3]
-DEMO_CONFIG = ROOT / "config" / "sites" / "demo.yaml"
+DEMO_CONFIG = ROOT / "tests" / "data" / "sites" / "skeleton.yaml"  # the skeleton site: a stable fixture
 T0 = 1_700_000_000.0
 
 

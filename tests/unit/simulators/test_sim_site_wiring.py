@@ -21,7 +21,7 @@ from simulators.plant import Plant
 from simulators.site import SiteSimulator, build_device
 from simulators.snmp_agent import AUTH_PROTOCOLS, PRIV_PROTOCOLS, SMI_TYPES, parse_oid, smi_value
 
-DEMO_CONFIG = Path(__file__).resolve().parents[3] / "config" / "sites" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parents[3] / "tests" / "data" / "sites" / "skeleton.yaml"
 PROFILES = load_profiles()
 THSENSOR = PROFILES["thsensor/generic_xymd02"]
 
