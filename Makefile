@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# Real peers the tests talk to (Debian packages): net-snmp tools + agent, mbpoll, Chromium + driver.
-PEER_PACKAGES := snmp snmpd mbpoll chromium chromium-driver
-PEER_COMMANDS := snmpget snmpwalk snmptrap mbpoll chromium chromedriver
+# Real peers the tests talk to (Debian packages): net-snmp tools + agent, mbpoll, Chromium + driver,
+# Prometheus Alertmanager (the alert notifier's receiver).
+PEER_PACKAGES := snmp snmpd mbpoll chromium chromium-driver prometheus-alertmanager
+PEER_COMMANDS := snmpget snmpwalk snmptrap mbpoll chromium chromedriver prometheus-alertmanager
 
 .PHONY: demo test lint check bench peers clean
 
