@@ -56,6 +56,7 @@ from collectors.codec import decode
 from collectors.model import Event, Kind, PointSpec, Quality, Reading, Severity
 from collectors.profile import DeviceProfile, TrapSpec, load_profiles
 from collectors.snmp import AUTH_PROTOCOLS, PRIV_PROTOCOLS, to_raw
+from collectors.udp import bind_udp
 from config.load import ResolvedCommunity, ResolvedV3, Site
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ class TrapReceiver:
         if self._engine is not None:
             return
         self._devices = await _site_devices(self.site)
-        self._socket = _bound_socket(self.host, self.port)
+        self._socket = bind_udp(self.host, self.port, "trap receiver")
         try:
             # building an engine loads pysnmp's base MIBs and hashing passphrases reads 1 MB each:
             # a worker thread keeps both off the event loop
@@ -456,19 +457,6 @@ def _normal_ip(text: str) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return str(address)
-
-
-def _bound_socket(host: str, port: int) -> socket.socket:
-    """Bind now, so a port in use fails start() instead of a background future."""
-    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise OSError(exc.errno, f"cannot bind the trap receiver to udp {host}:{port}: {exc.strerror}") from exc
-    sock.setblocking(False)
-    return sock
 
 
 def _configured_engine(credentials: Mapping[str, ResolvedCommunity | ResolvedV3]

@@ -36,6 +36,7 @@ from pysnmp.proto.api import v2c
 
 from collectors.codec import RawValue
 from collectors.profile import DeviceProfile, TrapSpec
+from collectors.udp import bind_udp
 from config.load import ResolvedCommunity, ResolvedCredential, ResolvedV3
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class SnmpAgent:
         """Bind the UDP port and start answering (must run inside the event loop)."""
         if self._engine is not None:
             return
-        self._socket = _bound_socket(self.host, self.port)
+        self._socket = bind_udp(self.host, self.port, "SNMP agent")
         eng = engine.SnmpEngine()
         try:
             _add_transport(eng, self._socket)
@@ -302,19 +303,6 @@ def _live_instance_class(mib_scalar_instance: type) -> type:
             return self.syntax.clone(self._read())
 
     return LiveInstance
-
-
-def _bound_socket(host: str, port: int) -> socket.socket:
-    """Bind host:port now: pysnmp's open_server_mode binds in a background future and loses errors."""
-    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise OSError(exc.errno, f"cannot bind SNMP agent to udp {host}:{port}: {exc.strerror}") from exc
-    sock.setblocking(False)
-    return sock
 
 
 def _add_transport(eng: engine.SnmpEngine, sock: socket.socket) -> None:
