@@ -30,7 +30,8 @@ from config.load import Site, load_site  # noqa: E402
 from tests.peers import wait_for_tcp  # noqa: E402
 
 SECRETS = ROOT / "config" / "sites" / "demo-secrets"
-SNMP_BASE_PORT, MODBUS_BASE_PORT = 26161, 26502
+SNMP_BASE_PORT, MODBUS_BASE_PORT, CONTROL_PORT = 26161, 26502, 26099
+SCALE_SNMP_BASE, SCALE_MODBUS_BASE, SENSORS_PER_GATEWAY = 30000, 31000, 10
 HEALTH = {spec.name for spec in HEALTH_POINTS}
 
 
@@ -48,7 +49,7 @@ def bench_site_yaml(snmp_devices: int, modbus_devices: int, interval_s: float) -
         "credentials:",
         "  v3: {type: snmp_v3, user: facwatch, auth_protocol: sha, priv_protocol: aes128,",
         f"       auth_key: {{file: {SECRETS / 'snmp-auth-key'}}}, priv_key: {{file: {SECRETS / 'snmp-priv-key'}}}}}",
-        "simulation: {snmp_credentials: [v3]}",
+        f"simulation: {{snmp_credentials: [v3], control: '127.0.0.1:{CONTROL_PORT}'}}",
         "devices:",
     ]
     for i in range(snmp_devices):
@@ -224,11 +225,25 @@ def start_simulator(config: Path, site: Site) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
                             preexec_fn=lambda: os.sched_setaffinity(0, simulator_cpus))
     os.sched_setaffinity(0, poller_cpus)
-    for device in site.devices:
-        if device.device_class == "thsensor":
-            wait_for_tcp(device.port, timeout=30)
-    time.sleep(1.0)  # SNMP agents bind UDP in the same start-up; give them the same moment
+    wait_for_control(proc)
     return proc
+
+
+def wait_for_control(proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """The control endpoint answers only after every agent and gateway is bound: the readiness signal."""
+    import urllib.request
+
+    wait_for_tcp(CONTROL_PORT, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{CONTROL_PORT}/scenarios", timeout=5):
+                return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("the simulator exited during start-up") from None
+            time.sleep(0.2)
+    raise TimeoutError("simulator did not become ready")
 
 
 async def run_polling(seconds: float, devices: int) -> dict:
@@ -248,6 +263,69 @@ async def run_polling(seconds: float, devices: int) -> dict:
     return {"snmp": snmp, "modbus": modbus, "scheduled_collector": scheduled}
 
 
+def scale_site_yaml(snmp_devices: int, modbus_devices: int, interval_s: float) -> str:
+    """A synthetic site: SNMPv3 UPSs, each its own agent, and T/H transmitters 10 per RTU gateway."""
+    lines = bench_site_yaml(0, 0, interval_s).splitlines()
+    for i in range(snmp_devices):
+        lines.append(f"  - {{id: ups-{i}, class: ups, profile: ups/ietf_rfc1628, room: hall, host: 127.0.0.1, "
+                     f"port: {SCALE_SNMP_BASE + i}, credential: v3, poll_interval_s: {interval_s}}}")
+    for i in range(modbus_devices):
+        gateway, unit = divmod(i, SENSORS_PER_GATEWAY)
+        lines.append(f"  - {{id: th-{i}, class: thsensor, profile: thsensor/generic_xymd02, room: hall, "
+                     f"host: 127.0.0.1, port: {SCALE_MODBUS_BASE + gateway}, modbus: {{unit_id: {unit + 1}}}, "
+                     f"poll_interval_s: {interval_s}}}")
+    return "\n".join(lines) + "\n"
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process in MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+async def run_scale(devices: int, seconds: float) -> dict:
+    """One collector polling a 200-device site at 10 s: missed deadlines, CPU per point, memory."""
+    from collectors.scheduler import Collector
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "scale.yaml"
+        config.write_text(scale_site_yaml(devices // 2, devices - devices // 2, 10.0))
+        site = load_site(config)
+        proc = start_simulator(config, site)
+        try:
+            delivered = 0
+
+            def sink(readings) -> None:
+                nonlocal delivered
+                delivered += sum(1 for r in readings if r.point not in HEALTH)
+
+            rss_before = rss_mb()
+            collector = Collector(site, sink)
+            cpu0, wall0 = cpu_seconds(), time.monotonic()
+            task = asyncio.create_task(collector.run())
+            await asyncio.sleep(seconds)
+            rss_after = rss_mb()
+            await collector.stop()
+            task.cancel()
+            cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
+            status = collector.status()
+            simulator_rss = rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return {"devices": len(site.devices), "snmp_devices": devices // 2, "modbus_devices": devices - devices // 2,
+            "interval_s": 10.0, "seconds": round(wall, 1), "points": delivered,
+            "points_per_s": round(delivered / wall, 1), "polls": sum(s.polls for s in status.values()),
+            "missed_deadlines": sum(s.overruns for s in status.values()),
+            "unreachable_at_end": sum(1 for s in status.values() if not s.reachable),
+            "cpu_s_per_1000_points": round(1000 * cpu / max(delivered, 1), 4),
+            "cpu_utilisation_pct": round(100 * cpu / wall, 1),
+            "collector_rss_mb": rss_after, "collector_rss_growth_mb": round(rss_after - rss_before, 1),
+            "simulator_rss_mb": simulator_rss}
+
+
 def markdown(results: dict) -> str:
     """The README table."""
     rows = ["| benchmark | facwatch | bare library | ratio / target |", "|---|---|---|---|"]
@@ -261,6 +339,15 @@ def markdown(results: dict) -> str:
     s = results["polling"]["scheduled_collector"]
     rows.append(f"| scheduled collector, {s['devices']} devices @ {s['interval_s']} s: points/s, overruns | "
                 f"{s['points_per_s']:,}, {s['overruns']} overruns | | CPU-s/1,000 pts {s['cpu_s_per_1000_points']} |")
+    if "scale" in results:
+        sc = results["scale"]
+        rows.append(f"| {sc['devices']}-device site ({sc['snmp_devices']} SNMPv3 + {sc['modbus_devices']} Modbus) "
+                    f"@ {sc['interval_s']:g} s, {sc['seconds']:g} s run: missed deadlines | {sc['missed_deadlines']} "
+                    f"of {sc['polls']} polls | | target 0 |")
+        rows.append(f"| same: points/s, CPU-s per 1,000 points, CPU use | {sc['points_per_s']:,}, "
+                    f"{sc['cpu_s_per_1000_points']}, {sc['cpu_utilisation_pct']} % of a core | | |")
+        rows.append(f"| same: collector RSS (growth during run) | {sc['collector_rss_mb']} MB "
+                    f"(+{sc['collector_rss_growth_mb']} MB) | | simulator: {sc['simulator_rss_mb']} MB |")
     write, query = results["store"]["write"], results["store"]["query_24h_10s"]
     rows.append(f"| store batched writes (batches of {write['batch_size']:,}), points/s | {write['points_per_s']:,} | "
                 "| target ≥ 100,000 |")
@@ -276,11 +363,14 @@ def main() -> int:
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each polling measurement")
     parser.add_argument("--devices", type=int, default=8, help="simulated devices per protocol")
+    parser.add_argument("--scale-devices", type=int, default=200, help="devices in the scale run (0 = skip)")
+    parser.add_argument("--scale-seconds", type=float, default=65.0, help="duration of the scale run")
     args = parser.parse_args()
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "polling": asyncio.run(run_polling(args.seconds, args.devices)),
+        **({"scale": asyncio.run(run_scale(args.scale_devices, args.scale_seconds))} if args.scale_devices else {}),
         "store": bench_store.run(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
