@@ -290,7 +290,7 @@ def _resolve_credentials(credentials: Mapping[str, SnmpV3Credential | SnmpCommun
     problems: list[Problem] = []
 
     def read(name: str, field: str, ref: SecretRef, minimum: int = 1) -> Secret:
-        value, message = _read_secret(ref, source, minimum)
+        value, message = read_secret(ref, source, minimum)
         if message:
             problems.append(doc.problem(("credentials", name, field), message))
         return Secret(value)
@@ -306,7 +306,7 @@ def _resolve_credentials(credentials: Mapping[str, SnmpV3Credential | SnmpCommun
     return resolved, problems
 
 
-def _read_secret(ref: SecretRef, source: Path, minimum: int) -> tuple[str, str | None]:
+def read_secret(ref: SecretRef, source: Path, minimum: int) -> tuple[str, str | None]:
     """The secret's value and, if it cannot be used, why (the message never contains the value)."""
     if ref.env is not None:
         value = os.environ.get(ref.env)

@@ -1,0 +1,305 @@
+"""The notification pipeline: route → group → inhibit → silence/maintenance → dedup → outbox, plus escalation.
+
+Like Alertmanager's notify.go, each stage takes the alerts of one group and returns those that go on.
+Routing and grouping decide which groups exist and when each is flushed (group_wait, then every
+group_interval); a flush runs the stages, and the last one writes the batch to the durable outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from alerts.model import Alert, AlertState
+from alerts.notifiers import NotificationBatch, Notifier, batch_status, build_notifiers
+from alerts.notify_config import InhibitRule, Match, NotifyConfig, Route
+from alerts.outbox import Deliverer, LogEntry, Outbox
+from alerts.watchdog import Watchdog
+
+
+class Clock(Protocol):
+    """Time source; tests pass a fake one."""
+
+    def now(self) -> float:
+        """Seconds since the epoch."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait."""
+
+
+class SystemClock:
+    """Wall-clock time."""
+
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait."""
+        await asyncio.sleep(seconds)
+
+
+class Stage(Protocol):
+    """One step: the alerts of a group in, the ones that go on out."""
+
+    def process(self, alerts: list[Alert], now: float) -> list[Alert]:
+        """Filter or act on ``alerts``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """An operator's mute: matchers, who and why, and an end (required, so no mute lasts forever)."""
+
+    match: Match
+    ends_at: float
+    reason: str
+    author: str
+    starts_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.reason.strip() or not self.author.strip():
+            raise ValueError("a silence needs a reason and an author")
+
+    def mutes(self, alert: Alert, now: float) -> bool:
+        """True while active and matching."""
+        return self.starts_at <= now < self.ends_at and self.match.matches(alert)
+
+
+class InhibitStage:
+    """Drops targets while a firing source agrees with them on every ``equal`` label (Alertmanager inhibit)."""
+
+    def __init__(self, rules: list[InhibitRule], active: Callable[[], list[Alert]]):
+        self.rules = rules
+        self.active = active
+
+    def process(self, alerts: list[Alert], now: float) -> list[Alert]:
+        """The alerts no firing source inhibits."""
+        sources = [a for a in self.active() if a.state == AlertState.FIRING]
+        return [a for a in alerts if not self._inhibited(a, sources)]
+
+    def _inhibited(self, alert: Alert, sources: list[Alert]) -> bool:
+        for rule in self.rules:
+            if not rule.target.matches(alert):
+                continue
+            for source in sources:
+                same = all(source.labels.get(k) == alert.labels.get(k) for k in rule.equal)
+                if source.fingerprint != alert.fingerprint and same and rule.source.matches(source):
+                    return True
+        return False
+
+
+class SilenceStage:
+    """Drops alerts an active silence or maintenance window matches; expired ones stop muting."""
+
+    def __init__(self, silences: list[Silence]):
+        self.silences = silences
+
+    def process(self, alerts: list[Alert], now: float) -> list[Alert]:
+        """The alerts nothing mutes at ``now``."""
+        return [a for a in alerts if not any(s.mutes(a, now) for s in self.silences)]
+
+
+class DedupStage:
+    """Passes the group on only if the notification log says it needs sending (Alertmanager nflog)."""
+
+    def __init__(self, outbox: Outbox, receiver: str, group_key: str, repeat_interval: float):
+        self.outbox, self.receiver, self.group_key = outbox, receiver, group_key
+        self.repeat_interval = repeat_interval
+
+    def process(self, alerts: list[Alert], now: float) -> list[Alert]:
+        """All of ``alerts`` if something changed or the repeat interval passed, else none."""
+        firing, resolved = _split(alerts)
+        last = self.outbox.last_notified(self.receiver, self.group_key)
+        if last is None:
+            return alerts if firing else []  # a resolve nobody heard the firing of is noise
+        if not firing <= last.firing or resolved & last.firing:
+            return alerts
+        return alerts if firing and now - last.sent_at >= self.repeat_interval else []
+
+
+class FanOutStage:
+    """Writes the batch and its log entry to the outbox in one transaction."""
+
+    def __init__(self, outbox: Outbox, receiver: str, group_key: str, group_labels: dict[str, str]):
+        self.outbox, self.receiver, self.group_key, self.group_labels = outbox, receiver, group_key, group_labels
+        self.enqueued = 0
+
+    def process(self, alerts: list[Alert], now: float) -> list[Alert]:
+        """Enqueue ``alerts`` as one batch; returns them."""
+        if alerts:
+            firing, resolved = _split(alerts)
+            batch = NotificationBatch(self.receiver, self.group_key, alerts, batch_status(alerts), self.group_labels)
+            self.outbox.enqueue(batch, now, LogEntry(firing, resolved, now))
+            self.enqueued += 1
+        return alerts
+
+
+def _split(alerts: list[Alert]) -> tuple[frozenset[str], frozenset[str]]:
+    firing = frozenset(a.fingerprint for a in alerts if a.state == AlertState.FIRING)
+    return firing, frozenset(a.fingerprint for a in alerts) - firing
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A matched route with its inherited timings."""
+
+    receiver: str
+    group_by: tuple[str, ...]
+    group_wait: float
+    group_interval: float
+    repeat_interval: float
+    path: str
+
+
+def route(root: Route, alert: Alert) -> list[Policy]:
+    """Every route the alert ends at (deepest match; ``continue`` lets siblings match too)."""
+    return list(_walk(root, alert, None, "0"))
+
+
+def _walk(node: Route, alert: Alert, parent: Policy | None, path: str) -> Iterator[Policy]:
+    policy = Policy(node.receiver or (parent.receiver if parent else ""),
+                    tuple(node.group_by) if node.group_by is not None else (parent.group_by if parent else ()),
+                    node.group_wait or (parent.group_wait if parent else 0.0),
+                    node.group_interval or (parent.group_interval if parent else 0.0),
+                    node.repeat_interval or (parent.repeat_interval if parent else 0.0), path)
+    matched_child = False
+    for i, child in enumerate(node.routes):
+        if child.match.matches(alert):
+            yield from _walk(child, alert, policy, f"{path}.{i}")
+            matched_child = True
+            if not child.continue_:
+                break
+    if not matched_child:
+        yield policy
+
+
+@dataclass
+class Group:
+    """An aggregation group: alerts sharing a route and the values of its group_by labels."""
+
+    policy: Policy
+    key: str
+    labels: dict[str, str]
+    next_flush: float
+    alerts: dict[str, Alert] = field(default_factory=dict)
+
+
+class NotificationPipeline:
+    """Entry point: ``submit(alerts)`` after each engine evaluation, ``await run()`` to flush and deliver.
+
+    Example: ``pipeline = NotificationPipeline(load_notify_config("config/notify.yaml"), Outbox(db_path))``,
+    then ``pipeline.submit(engine_alerts)`` per evaluation and ``asyncio.create_task(pipeline.run())`` once.
+    """
+
+    def __init__(self, config: NotifyConfig, outbox: Outbox, clock: Clock | None = None,
+                 notifiers: Mapping[str, Notifier] | None = None):
+        self.config = config.file
+        self.outbox = outbox
+        self.clock = clock or SystemClock()
+        self.groups: dict[str, Group] = {}
+        self.latest: dict[str, Alert] = {}
+        self.silences: list[Silence] = [Silence(m.match, m.ends_at, m.reason, "notify.yaml", m.starts_at)
+                                        for m in self.config.maintenance]
+        self.inhibit = InhibitStage(list(self.config.inhibit), lambda: list(self.latest.values()))
+        self.watchdog = self._watchdog()
+        delivery = self.config.delivery
+        self.deliverer = Deliverer(outbox, build_notifiers(config) if notifiers is None else notifiers,
+                                   initial_backoff=delivery.initial_backoff, max_backoff=delivery.max_backoff,
+                                   failing_after=delivery.failing_after_minutes * 60,
+                                   meta_receivers=tuple(delivery.meta_receivers))
+
+    def _watchdog(self) -> Watchdog | None:
+        dog = self.config.watchdog
+        if dog is None:
+            return None
+        return Watchdog(self.outbox, dog.receiver, dog.interval_minutes * 60, self.clock.now())
+
+    def add_silence(self, silence: Silence) -> None:
+        """Mute matching alerts until the silence ends."""
+        self.silences.append(silence)
+
+    def submit(self, alerts: list[Alert]) -> None:
+        """Take the engine's current firing and resolved alerts; pending and inactive ones are ignored."""
+        now = self.clock.now()
+        for alert in alerts:
+            if alert.state not in (AlertState.FIRING, AlertState.RESOLVED):
+                continue
+            self.latest[alert.fingerprint] = alert
+            for policy in route(self.config.route, alert):
+                self._group_for(policy, alert, now).alerts[alert.fingerprint] = alert
+
+    def _group_for(self, policy: Policy, alert: Alert, now: float) -> Group:
+        labels = {k: alert.labels.get(k, alert.rule if k == "alertname" else "") for k in policy.group_by}
+        key = f"{policy.path}:{policy.receiver}:" + ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        if key not in self.groups:
+            self.groups[key] = Group(policy, key, labels, now + policy.group_wait)
+        return self.groups[key]
+
+    def flush_due(self, now: float | None = None) -> int:
+        """Flush every group whose time has come, then escalate; returns batches enqueued."""
+        now = self.clock.now() if now is None else now
+        enqueued = 0
+        for group in list(self.groups.values()):
+            if now >= group.next_flush:
+                enqueued += self._flush(group, now)
+        return enqueued + self._escalate(now)
+
+    def _flush(self, group: Group, now: float) -> int:
+        policy = group.policy
+        group.next_flush = now + policy.group_interval
+        fan_out = FanOutStage(self.outbox, policy.receiver, group.key, group.labels)
+        self._run_stages(list(group.alerts.values()), now, [
+            self.inhibit, SilenceStage(self.silences),
+            DedupStage(self.outbox, policy.receiver, group.key, policy.repeat_interval), fan_out])
+        for fp, alert in list(group.alerts.items()):
+            if alert.state == AlertState.RESOLVED:
+                del group.alerts[fp]  # notified (or muted): a resolved alert is done with this group
+        if not group.alerts:
+            del self.groups[group.key]
+        return fan_out.enqueued
+
+    def _run_stages(self, alerts: list[Alert], now: float, stages: list[Stage]) -> list[Alert]:
+        for stage in stages:
+            alerts = stage.process(alerts, now)
+            if not alerts:
+                break
+        return alerts
+
+    def _escalate(self, now: float) -> int:
+        """Firing alerts nobody acked within an escalation's time also go to its receiver."""
+        enqueued = 0
+        for i, rule in enumerate(self.config.escalations):
+            overdue = [a for a in self.latest.values() if a.state == AlertState.FIRING and not a.acknowledged_by
+                       and rule.match.matches(a) and now - (a.fired_at or now) >= rule.after_minutes * 60]
+            if not overdue:
+                continue
+            key = f"escalation/{i}:{rule.receiver}"
+            fan_out = FanOutStage(self.outbox, rule.receiver, key, {})
+            repeat = self.config.route.repeat_interval or 0.0
+            self._run_stages(overdue, now, [self.inhibit, SilenceStage(self.silences),
+                                            DedupStage(self.outbox, rule.receiver, key, repeat), fan_out])
+            enqueued += fan_out.enqueued
+        return enqueued
+
+    async def step(self) -> int:
+        """One turn of the loop: flush due groups, deliver due rows; returns rows delivered."""
+        now = self.clock.now()
+        self.flush_due(now)
+        self._forget_resolved()
+        if self.watchdog is not None:
+            self.watchdog.tick(now)
+        return await self.deliverer.deliver_due(now)
+
+    def _forget_resolved(self) -> None:
+        live = {fp for g in self.groups.values() for fp in g.alerts}
+        for fp in [fp for fp, a in self.latest.items() if a.state == AlertState.RESOLVED and fp not in live]:
+            del self.latest[fp]
+
+    async def run(self, tick: float = 1.0) -> None:
+        """Flush and deliver forever (cancel the task to stop)."""
+        while True:
+            await self.step()
+            await self.clock.sleep(tick)
