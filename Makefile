@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 check: $(STAMP)
 	$(BIN)/facwatch check -c config/sites/demo.yaml
+	$(BIN)/facwatch alerts test tests/rules/*.yaml
 
 bench: $(STAMP) peers
 	$(BIN)/python bench/run.py --out bench/results/latest.json --markdown bench/results/latest.md

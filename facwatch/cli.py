@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     collect.add_argument("--data-dir", type=Path)
     collect.set_defaults(handler=cmd_run, no_dashboard=True)
 
+    alerts = sub.add_parser("alerts", help="alert rules: run YAML rule tests (like promtool test rules)")
+    alerts_sub = alerts.add_subparsers(required=True, metavar="ACTION")
+    alerts_test = alerts_sub.add_parser("test", help="run rule tests: input series on a timeline → expected alerts")
+    alerts_test.add_argument("files", nargs="+", type=Path)
+    alerts_test.set_defaults(handler=cmd_alerts_test)
+
     dash = sub.add_parser("dashboard", help="the dashboard alone, reading the store another process writes")
     dash.add_argument("-c", "--config", required=True, type=Path)
     dash.add_argument("--data-dir", type=Path)
@@ -133,6 +139,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     asyncio.run(run_site(site, simulate=True, dashboard=True, data_dir=args.data_dir, port=port,
                          time_scale=args.time_scale, scenario=args.scenario))
     return 0
+
+
+def cmd_alerts_test(args: argparse.Namespace) -> int:
+    """``facwatch alerts test``: exit 0 when every rule test passes, 1 when one fails."""
+    from alerts.ruletest import run_rule_tests
+
+    all_ok = True
+    for path in args.files:
+        ok, text = run_rule_tests(path)
+        print(text)
+        all_ok = all_ok and ok
+    return 0 if all_ok else 1
 
 
 def cmd_scenario(args: argparse.Namespace) -> int:

@@ -1,0 +1,360 @@
+"""The alert state machine (after Prometheus rules/alerting.go): inactive → pending → firing → resolved.
+
+A rule's condition is evaluated per device and point when readings arrive (`observe`) and again on the
+clock (`tick`): `for` expiry, clear delay, stale data. Missing data never changes another rule's alert:
+it is neither inside nor outside the envelope (USERS.md #14), so the alert holds its state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from alerts.derived import Estimate, RateWindow, dew_point, fuel_days_full_load, ups_autonomy_full_load
+from alerts.model import Alert, AlertState, fingerprint
+from alerts.rules import DERIVED_INPUTS, Rule, matches
+from alerts.state import AlertStateStore
+from collectors.model import REACHABLE_POINT, EnumState, Quality, Reading, Severity
+from config.load import Site
+
+_RANK = {Severity.OK: 0, Severity.INFO: 1, Severity.WARNING: 2, Severity.CRITICAL: 3}
+_ACTIVE = (AlertState.PENDING, AlertState.FIRING)
+DEFAULT_STALE_AFTER = 3.0  # poll intervals without a reading before a value counts as stale
+
+
+@dataclass(slots=True)
+class _Track:
+    """Engine-side memory of one alert: the alert plus what the state machine needs between steps."""
+
+    alert: Alert
+    rule: Rule
+    known: bool = False  # False after a restart or while data is missing: hold, never resolve
+    condition: Severity | None = None
+    cleared_since: float | None = None
+    last_ts: float | None = None
+    poll_interval: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Eval:
+    """One evaluation of a rule for one device/point: its labels, condition and context."""
+
+    labels: dict[str, str]
+    known: bool
+    condition: Severity | None
+    value: float | None
+    ts: float
+    scenario: str | None
+    method: str | None = None
+
+
+class AlertEngine:
+    """Evaluates rules on readings and the clock; returns the alerts whose state (or severity) changed."""
+
+    def __init__(self, site: Site, rules: list[Rule], state: AlertStateStore,
+                 clock: Callable[[], float] = time.time):
+        self.rules = {rule.name: rule for rule in rules}
+        self.store = state
+        self.clock = clock
+        self.started_at = clock()
+        self.devices = {device.id: device for device in site.devices}
+        self.enums = {device.id: {p.name: p.enum for p in site.profile(device).points if p.enum}
+                      for device in site.devices}
+        self.latest: dict[tuple[str, str, str | None], Reading] = {}
+        self.good_ts: dict[tuple[str, str, str | None], float] = {}
+        self.device_seen: dict[str, float] = {}
+        self.rates: dict[tuple[str, str, str, str | None], RateWindow] = {}
+        self.tracks = {fp: _Track(alert, self.rules[alert.rule]) for fp, alert in state.load().items()
+                       if alert.rule in self.rules}
+
+    def alerts(self) -> list[Alert]:
+        """Every known alert that is pending or firing."""
+        return [t.alert for t in self.tracks.values() if t.alert.state in _ACTIVE]
+
+    def observe(self, readings: Iterable[Reading]) -> list[Alert]:
+        """Feed readings (any order); the alerts whose state changed."""
+        changed: list[Alert] = []
+        for reading in sorted(readings, key=lambda r: r.ts):
+            if reading.device not in self.devices:
+                continue
+            self._remember(reading)
+            for rule in self.rules.values():
+                changed += self._apply_all(rule, self._evaluate(rule, reading))
+        return changed
+
+    def tick(self, now: float) -> list[Alert]:
+        """Time-driven transitions: `for` expiry, clear delay, data missing for too long."""
+        changed: list[Alert] = []
+        for rule in self.rules.values():
+            if rule.kind == "missing":
+                changed += self._apply_all(rule, self._stale_evals(rule, now))
+        for track in list(self.tracks.values()):
+            if track.rule.kind != "missing" and track.known and self._fresh(track, now):
+                changed += self._step(track, track.condition, None, now, track.alert.scenario)
+        return changed
+
+    def acknowledge(self, fp: str, who: str, note: str | None = None, at: float | None = None) -> list[Alert]:
+        """Flag an alert as acknowledged; a latched alert whose condition has cleared may then resolve."""
+        at = self.clock() if at is None else at
+        acked = self.store.acknowledge(fp, who, note, at)
+        track = self.tracks.get(fp)
+        if acked is None or track is None:
+            return []
+        track.alert = acked
+        if track.known and track.condition is None:
+            return self._step(track, None, None, at, acked.scenario)
+        return []
+
+    # -- evaluation -------------------------------------------------------------------------------------
+
+    def _remember(self, reading: Reading) -> None:
+        key = (reading.device, reading.point, reading.scenario)
+        self.latest[key] = reading
+        self.device_seen[reading.device] = max(self.device_seen.get(reading.device, 0.0), reading.ts)
+        if reading.quality is Quality.GOOD:
+            self.good_ts[key] = reading.ts
+
+    def _evaluate(self, rule: Rule, reading: Reading) -> list[_Eval]:
+        device = self.devices[reading.device]
+        if not matches(rule, device.device_class, device.room, device.id):
+            return []
+        if rule.kind == "threshold":
+            return self._threshold_evals(rule, reading)
+        if rule.kind == "state":
+            return self._state_evals(rule, reading)
+        return self._missing_evals(rule, reading)
+
+    def _labels(self, rule: Rule, device_id: str, point: str, scenario: str | None) -> dict[str, str]:
+        device = self.devices[device_id]
+        labels = {"device": device_id, "room": device.room, "device_class": device.device_class, "point": point}
+        if scenario:
+            labels["scenario"] = scenario  # a drill never shares an identity with (or resolves) a real alert
+        return labels
+
+    def _threshold_evals(self, rule: Rule, reading: Reading) -> list[_Eval]:
+        if rule.derived is None:
+            if not matches(rule, *self._where(reading.device), reading.point):
+                return []
+            return [self._threshold_eval(rule, reading, reading.point, reading.value, None)]
+        estimate = self._derive(rule, reading)
+        if estimate is False:
+            return []
+        point = reading.point if rule.derived == "rate_of_change" else rule.derived
+        value, method = (estimate.value, estimate.method) if isinstance(estimate, Estimate) else (None, None)
+        return [self._threshold_eval(rule, reading, point, value, method)]
+
+    def _threshold_eval(self, rule: Rule, reading: Reading, point: str, value: float | None,
+                        method: str | None) -> _Eval:
+        labels = self._labels(rule, reading.device, point, reading.scenario)
+        track = self.tracks.get(fingerprint(rule.name, labels))
+        current = track.alert.severity if track and track.alert.state in _ACTIVE else None
+        condition = None if value is None else _threshold(rule, value, current)
+        return _Eval(labels, value is not None, condition, value, reading.ts, reading.scenario, method)
+
+    def _where(self, device_id: str) -> tuple[str, str, str]:
+        device = self.devices[device_id]
+        return device.device_class, device.room, device.id
+
+    def _derive(self, rule: Rule, reading: Reading) -> Estimate | bool | None:
+        """The derived value this reading updates: an Estimate, None (inputs missing) or False (not an input)."""
+        if rule.derived == "rate_of_change":
+            return self._rate(rule, reading)
+        inputs = DERIVED_INPUTS[rule.derived or ""]
+        if reading.point not in inputs:
+            return False
+        values = [self._good_value(reading.device, point, reading.scenario) for point in inputs]
+        if any(v is None for v in values):
+            return None
+        return _compute(rule, reading.device, values)  # type: ignore[arg-type]
+
+    def _rate(self, rule: Rule, reading: Reading) -> Estimate | bool | None:
+        if not matches(rule, *self._where(reading.device), reading.point):
+            return False
+        if reading.value is None:
+            return None
+        key = (rule.name, reading.device, reading.point, reading.scenario)
+        window = self.rates.setdefault(key, RateWindow(rule.window or 3600.0))
+        change = window.add(reading.ts, reading.value)
+        return None if change is None else Estimate(change, f"change over the last {window.window_s / 60:g} min")
+
+    def _good_value(self, device: str, point: str, scenario: str | None) -> float | None:
+        reading = self.latest.get((device, point, scenario))
+        return reading.value if reading is not None and reading.quality is Quality.GOOD else None
+
+    def _state_evals(self, rule: Rule, reading: Reading) -> list[_Eval]:
+        enum = self.enums[reading.device].get(reading.point)
+        if not enum or not matches(rule, *self._where(reading.device), reading.point):
+            return []
+        labels = self._labels(rule, reading.device, reading.point, reading.scenario)
+        state = enum.get(int(reading.value)) if reading.value is not None else None
+        known, condition = _state_condition(rule, state, reading)
+        return [_Eval(labels, known, condition, reading.value, reading.ts, reading.scenario)]
+
+    def _missing_evals(self, rule: Rule, reading: Reading) -> list[_Eval]:
+        severity = Severity(rule.severity or "warning")
+        if rule.scope == "device":
+            if reading.point != REACHABLE_POINT:
+                return [self._device_eval(rule, reading.device, reading.ts, False)]
+            down = reading.quality is not Quality.GOOD or reading.value == 0
+            return [self._device_eval(rule, reading.device, reading.ts, down)]
+        if reading.point == REACHABLE_POINT or not matches(rule, *self._where(reading.device), reading.point):
+            return []
+        labels = self._labels(rule, reading.device, reading.point, reading.scenario)
+        known = not self._device_down(reading.device, reading.ts, rule)  # the device alert covers its points
+        missing = reading.quality is not Quality.GOOD
+        return [_Eval(labels, known, severity if missing else None, None, reading.ts, reading.scenario)]
+
+    def _device_eval(self, rule: Rule, device_id: str, ts: float, down: bool) -> _Eval:
+        labels = self._labels(rule, device_id, REACHABLE_POINT, None)
+        return _Eval(labels, True, Severity(rule.severity or "critical") if down else None, None, ts, None)
+
+    def _device_down(self, device_id: str, now: float, rule: Rule) -> bool:
+        """Unreachable, or silent for too long: the per-device alert covers its points."""
+        reach = self.latest.get((device_id, REACHABLE_POINT, None))
+        if reach is not None and (reach.quality is not Quality.GOOD or reach.value == 0):
+            return True
+        seen = self.device_seen.get(device_id, self.started_at)
+        return now - seen > rule.stale_after * self.devices[device_id].poll_interval_s
+
+    def _stale_evals(self, rule: Rule, now: float) -> list[_Eval]:
+        evals = []
+        for device_id in self.devices:
+            if not matches(rule, *self._where(device_id)):
+                continue
+            if rule.scope == "device":
+                evals.append(self._device_eval(rule, device_id, now, self._device_down(device_id, now, rule)))
+            else:
+                evals += self._stale_points(rule, device_id, now)
+        return evals
+
+    def _stale_points(self, rule: Rule, device_id: str, now: float) -> list[_Eval]:
+        limit = rule.stale_after * self.devices[device_id].poll_interval_s
+        down = self._device_down(device_id, now, rule)
+        evals = []
+        for (dev, point, scenario) in list(self.latest):
+            if dev != device_id or point == REACHABLE_POINT or not matches(rule, *self._where(dev), point):
+                continue
+            last_good = self.good_ts.get((dev, point, scenario))
+            missing = last_good is None or now - last_good > limit
+            severity = Severity(rule.severity or "warning") if missing else None
+            # while the device is down its own alert speaks for it: point alerts hold, neither raise nor resolve
+            evals.append(_Eval(self._labels(rule, dev, point, scenario), not down, severity, None, now, scenario))
+        return evals
+
+    def _fresh(self, track: _Track, now: float) -> bool:
+        """A pending alert fires on the clock only while its data is not stale."""
+        if track.last_ts is None:
+            return False
+        return now - track.last_ts <= DEFAULT_STALE_AFTER * max(track.poll_interval, 1.0)
+
+    # -- state machine ----------------------------------------------------------------------------------
+
+    def _apply_all(self, rule: Rule, evals: list[_Eval]) -> list[Alert]:
+        changed = []
+        for ev in evals:
+            track = self._track(rule, ev)
+            if not ev.known:
+                track.known = False  # data missing: hold whatever state the alert is in
+                continue
+            track.known, track.condition, track.last_ts = True, ev.condition, ev.ts
+            changed += self._step(track, ev.condition, ev, ev.ts, ev.scenario)
+        return changed
+
+    def _track(self, rule: Rule, ev: _Eval) -> _Track:
+        fp = fingerprint(rule.name, ev.labels)
+        if fp not in self.tracks:
+            alert = Alert(rule.name, ev.labels, Severity.OK, AlertState.INACTIVE, scenario=ev.scenario)
+            self.tracks[fp] = _Track(alert, rule)
+        track = self.tracks[fp]
+        track.poll_interval = self.devices[ev.labels["device"]].poll_interval_s
+        return track
+
+    def _step(self, track: _Track, condition: Severity | None, ev: _Eval | None, ts: float,
+              scenario: str | None) -> list[Alert]:
+        before = track.alert
+        after = _next(track, condition, ts)
+        if ev is not None:
+            after = replace(after, value=ev.value, annotations=_annotations(track.rule, ev),
+                            summary=_summary(track.rule, ev, after.severity))
+        track.alert = after
+        if after.state == before.state and after.severity == before.severity:
+            return []
+        after = replace(after, updated_at=ts, scenario=scenario)
+        track.alert = after
+        self.store.save(after, before.state)
+        return [after]
+
+
+def _next(track: _Track, condition: Severity | None, ts: float) -> Alert:
+    """The alert after one step of the state machine with this condition at ``ts``."""
+    alert, rule = track.alert, track.rule
+    if condition is not None:
+        track.cleared_since = None
+        if alert.state not in _ACTIVE:  # a new episode: a fresh pending alert, old ack dropped
+            alert = replace(alert, state=AlertState.PENDING, active_since=ts, fired_at=None, resolved_at=None,
+                            acknowledged_by=None, acknowledged_at=None, ack_note=None)
+        since = ts if alert.active_since is None else alert.active_since
+        if alert.state is AlertState.PENDING and ts - since >= rule.for_:
+            alert = replace(alert, state=AlertState.FIRING, fired_at=ts)
+        return replace(alert, severity=condition)
+    if alert.state is AlertState.PENDING:
+        return replace(alert, state=AlertState.INACTIVE, active_since=None)
+    if alert.state is not AlertState.FIRING or (rule.latch and alert.acknowledged_at is None):
+        return alert  # a latched alert stays firing until someone acknowledges it
+    track.cleared_since = track.cleared_since if track.cleared_since is not None else ts
+    if ts - track.cleared_since >= rule.clear_for:
+        return replace(alert, state=AlertState.RESOLVED, resolved_at=ts)
+    return alert
+
+
+def _threshold(rule: Rule, value: float, current: Severity | None) -> Severity | None:
+    """Worst level breached; a level already active clears only past the hysteresis margin."""
+    for severity, level in rule.levels():
+        held = current is not None and _RANK[severity] <= _RANK[current]
+        if level.breached(value, rule.hysteresis if held else 0.0):
+            return severity
+    return None
+
+
+def _state_condition(rule: Rule, state: EnumState | None, reading: Reading) -> tuple[bool, Severity | None]:
+    """(known, condition) of a state rule for one reading; an unknown state holds the alert."""
+    if reading.quality is not Quality.GOOD or state is None or state.severity is Severity.UNKNOWN:
+        return False, None
+    if rule.states is not None:
+        if state.name not in rule.states:
+            return True, None
+        fixed = rule.severity or (state.severity if _RANK[state.severity] >= 1 else "warning")
+        return True, Severity(fixed)
+    return True, state.severity if _RANK[state.severity] >= _RANK[Severity(rule.min_severity)] else None
+
+
+def _compute(rule: Rule, device: str, values: list[float]) -> Estimate | None:
+    """A derived value from its inputs and the rule's parameters (REFERENCE.md §6, §7.2, §7.4)."""
+    params = rule.params_for(device)
+    try:
+        if rule.derived == "dew_point":
+            return Estimate(dew_point(values[0], values[1]), "Magnus a=17.62, b=243.12 °C")
+        if rule.derived == "ups_autonomy_full_load":
+            return ups_autonomy_full_load(values[0], values[1], params.get("peukert_exponent", 1.2))
+        return fuel_days_full_load(values[0], params["tank_litres"], params["rated_kw"], params["sfc_l_per_kwh"],
+                                   params.get("usable_fraction", 1.0))
+    except (ValueError, KeyError, ZeroDivisionError):
+        return None  # e.g. zero load: no projection possible, so the alert holds
+
+
+def _annotations(rule: Rule, ev: _Eval) -> dict[str, str]:
+    annotations = dict(rule.annotations)
+    if ev.method:
+        annotations["method"] = f"estimate: {ev.method}"
+    return annotations
+
+
+def _summary(rule: Rule, ev: _Eval, severity: Severity) -> str:
+    context = {**ev.labels, "rule": rule.name, "severity": severity.value,
+               "value": "n/a" if ev.value is None else f"{ev.value:.1f}"}
+    template = rule.summary or "{rule} on {device} {point}: {value}"
+    try:
+        return template.format_map(context)
+    except (KeyError, ValueError, IndexError):
+        return template

@@ -1,0 +1,191 @@
+"""Alert rules as data (`config/rules/*.yaml`): schema, loading with file:line errors, and matching."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from collectors.model import Severity
+from config.yamlfile import ConfigError, Problem, YamlDocument, load_yaml, validate
+
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "config" / "rules"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DERIVED = ("dew_point", "rate_of_change", "ups_autonomy_full_load", "fuel_days_full_load")
+# inputs each derived value needs from one device (REFERENCE.md §6, §7.2, §7.4)
+DERIVED_INPUTS = {
+    "dew_point": ("ambient.temperature", "ambient.humidity"),
+    "ups_autonomy_full_load": ("battery.runtime", "ups.load"),
+    "fuel_days_full_load": ("fuel.level",),
+}
+FUEL_PARAMS = ("tank_litres", "rated_kw", "sfc_l_per_kwh")
+
+
+def parse_duration(raw: object) -> float:
+    """``"5m"`` → 300.0; plain numbers are seconds."""
+    if isinstance(raw, bool):
+        raise ValueError("must be a duration like 30s, 5m, 1h")
+    if isinstance(raw, int | float):
+        return float(raw)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", str(raw))
+    if not match:
+        raise ValueError("must be a duration like 30s, 5m, 1h")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Globs = Annotated[tuple[str, ...], BeforeValidator(lambda v: (v,) if isinstance(v, str) else v)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Match(_Strict):
+    """Which devices and points a rule applies to; each key is a glob or a list of globs."""
+
+    device_class: Globs = ("*",)
+    room: Globs = ("*",)
+    device: Globs = ("*",)
+    point: Globs = ("*",)
+
+
+class Level(_Strict):
+    """One envelope level: outside (above, below) is a breach."""
+
+    above: float | None = None
+    below: float | None = None
+
+    def breached(self, value: float, margin: float) -> bool:
+        """True when value is outside the band, which is widened inward by ``margin`` (hysteresis)."""
+        high = self.above is not None and value > self.above - margin
+        low = self.below is not None and value < self.below + margin
+        return high or low
+
+
+class Rule(_Strict):
+    """One alert rule.
+
+    Example::
+
+        - name: inlet_temperature_band
+          kind: threshold
+          match: {device_class: thsensor, point: ambient.temperature}
+          warning: {above: 23, below: 19}
+          hysteresis: 0.5
+          for: 5m
+    """
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+    kind: Literal["threshold", "state", "missing"]
+    summary: str = ""
+    match: Match = Match()
+    for_: Duration = Field(0.0, alias="for")
+    clear_for: Duration = 0.0
+    latch: bool = False
+    annotations: dict[str, str] = {}
+    # threshold
+    warning: Level | None = None
+    critical: Level | None = None
+    hysteresis: float = Field(0.0, ge=0)
+    derived: Literal[DERIVED] | None = None  # type: ignore[valid-type]
+    window: Duration | None = None  # rate_of_change: change per this window
+    params: dict[str, float] = {}
+    per_device: dict[str, dict[str, float]] = {}
+    # state
+    states: tuple[str, ...] | None = None  # state names; None = every state whose profile severity ≥ min_severity
+    min_severity: Literal["info", "warning", "critical"] = "warning"
+    severity: Literal["info", "warning", "critical"] | None = None
+    # missing
+    stale_after: float = Field(3.0, gt=0)  # poll intervals without a good reading
+    scope: Literal["device", "point"] = "point"
+
+    def params_for(self, device: str) -> dict[str, float]:
+        """Rule parameters with the device's overrides applied."""
+        return {**self.params, **self.per_device.get(device, {})}
+
+    def levels(self) -> list[tuple[Severity, Level]]:
+        """Envelope levels, worst first."""
+        pairs = [(Severity.CRITICAL, self.critical), (Severity.WARNING, self.warning)]
+        return [(sev, level) for sev, level in pairs if level is not None]
+
+
+class RuleFile(_Strict):
+    """A rule file: a list of rules."""
+
+    rules: list[Rule]
+
+
+def matches(rule: Rule, device_class: str, room: str, device: str, point: str | None = None) -> bool:
+    """True when the rule applies to this device (and point, when given)."""
+    m = rule.match
+    pairs = [(m.device_class, device_class), (m.room, room), (m.device, device)]
+    if point is not None:
+        pairs.append((m.point, point))
+    return all(any(fnmatch.fnmatchcase(value, glob) for glob in globs) for globs, value in pairs)
+
+
+def load_rules(paths: list[str | Path] | None = None) -> list[Rule]:
+    """Rules from files or folders (default ``config/rules/*.yaml``); every problem in one ConfigError."""
+    files = _rule_files(paths if paths is not None else [DEFAULT_RULES_DIR])
+    rules: list[Rule] = []
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    for file in files:
+        try:
+            doc = load_yaml(file)
+            loaded = validate(RuleFile, doc, _semantic_problems(doc)).rules
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        for index, rule in enumerate(loaded):
+            if rule.name in seen:
+                problems.append(doc.problem(("rules", index, "name"), f"rule name already used in {seen[rule.name]}"))
+            seen[rule.name] = str(file)
+            rules.append(rule)
+    if problems:
+        raise ConfigError(problems)
+    return rules
+
+
+def _rule_files(paths: list[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in map(Path, paths):
+        files += sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+    return files
+
+
+def _semantic_problems(doc: YamlDocument) -> list[Problem]:
+    """Checks per rule kind that the schema alone cannot express."""
+    raw = doc.data.get("rules") if isinstance(doc.data, dict) else None
+    if not isinstance(raw, list):
+        return []
+    problems = []
+    for index, item in enumerate(raw):
+        if isinstance(item, dict):
+            problems += [doc.problem(("rules", index, key), msg) for key, msg in _rule_problems(item)]
+    return problems
+
+
+def _rule_problems(item: dict) -> list[tuple[str, str]]:
+    kind = item.get("kind")
+    found: list[tuple[str, str]] = []
+    if kind == "threshold":
+        if not item.get("warning") and not item.get("critical"):
+            found.append(("kind", "a threshold rule needs a warning or a critical level"))
+        derived = item.get("derived")
+        if derived == "rate_of_change" and "window" not in item:
+            found.append(("derived", "rate_of_change needs a window (e.g. 15m or 1h)"))
+        if derived == "fuel_days_full_load":
+            missing = [p for p in FUEL_PARAMS if p not in (item.get("params") or {})]
+            if missing and not item.get("per_device"):
+                found.append(("params", "fuel_days_full_load needs " + ", ".join(missing)))
+    elif kind == "state" and item.get("severity") and not item.get("states"):
+        found.append(("severity", "a fixed severity needs a list of states"))
+    if kind != "threshold":
+        found += [(key, f"only threshold rules take {key}") for key in ("warning", "critical", "derived", "hysteresis")
+                  if key in item]
+    return found

@@ -1,0 +1,102 @@
+"""Alert states persisted in SQLite, so a restart neither loses a firing alert nor pages twice."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+from alerts.model import Alert, AlertState
+from collectors.model import Severity
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_state (
+    fingerprint TEXT PRIMARY KEY, rule TEXT NOT NULL, labels TEXT NOT NULL, severity TEXT NOT NULL,
+    state TEXT NOT NULL, value REAL, summary TEXT NOT NULL, annotations TEXT NOT NULL,
+    active_since REAL, fired_at REAL, resolved_at REAL, updated_at REAL,
+    acknowledged_by TEXT, acknowledged_at REAL, ack_note TEXT, scenario TEXT
+);
+CREATE TABLE IF NOT EXISTS alert_transition (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT NOT NULL, rule TEXT NOT NULL, labels TEXT NOT NULL,
+    from_state TEXT, to_state TEXT NOT NULL, severity TEXT NOT NULL, value REAL, at REAL, scenario TEXT
+);
+CREATE INDEX IF NOT EXISTS alert_transition_fp ON alert_transition (fingerprint, at);
+"""
+_COLUMNS = ("fingerprint", "rule", "labels", "severity", "state", "value", "summary", "annotations",
+            "active_since", "fired_at", "resolved_at", "updated_at", "acknowledged_by", "acknowledged_at",
+            "ack_note", "scenario")
+
+
+class AlertStateStore:
+    """Current alert states keyed by fingerprint, plus an append-only log of transitions."""
+
+    def __init__(self, path: str | Path):
+        # one writer (the engine) that the runtime may call from a worker thread
+        self.conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
+        if str(path) != ":memory:":
+            self.conn.execute("PRAGMA journal_mode=WAL")  # the readings writer shares the file
+        self.conn.execute("PRAGMA busy_timeout=10000")
+        self.conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def save(self, alert: Alert, previous: AlertState | None) -> None:
+        """Store an alert's current state; log a transition when its state or severity changed."""
+        with self.conn:
+            self.conn.execute(f"INSERT OR REPLACE INTO alert_state VALUES ({','.join('?' * len(_COLUMNS))})",
+                              _row(alert))
+            self.conn.execute(
+                "INSERT INTO alert_transition (fingerprint, rule, labels, from_state, to_state, severity, value, at,"
+                " scenario) VALUES (?,?,?,?,?,?,?,?,?)",
+                (alert.fingerprint, alert.rule, _labels(alert), previous, alert.state, alert.severity, alert.value,
+                 alert.updated_at, alert.scenario))
+
+    def load(self) -> dict[str, Alert]:
+        """Every stored alert by fingerprint (the engine keeps pending, firing and resolved ones)."""
+        rows = self.conn.execute(f"SELECT {','.join(_COLUMNS)} FROM alert_state").fetchall()
+        return {row[0]: _alert(row) for row in rows}
+
+    def get(self, fingerprint: str) -> Alert | None:
+        """One stored alert, or None."""
+        row = self.conn.execute(f"SELECT {','.join(_COLUMNS)} FROM alert_state WHERE fingerprint = ?",
+                                (fingerprint,)).fetchone()
+        return _alert(row) if row else None
+
+    def acknowledge(self, fingerprint: str, who: str, note: str | None, at: float) -> Alert | None:
+        """Flag an alert as acknowledged (who, when, note); its state does not change."""
+        alert = self.get(fingerprint)
+        if alert is None:
+            return None
+        acked = replace(alert, acknowledged_by=who, acknowledged_at=at, ack_note=note)
+        with self.conn:
+            self.conn.execute("UPDATE alert_state SET acknowledged_by=?, acknowledged_at=?, ack_note=? "
+                              "WHERE fingerprint=?", (who, at, note, fingerprint))
+        return acked
+
+    def transitions(self, fingerprint: str | None = None) -> list[tuple[str | None, str, float | None]]:
+        """(from, to, at) of the logged transitions, oldest first; all alerts or one."""
+        sql = "SELECT from_state, to_state, at FROM alert_transition"
+        args: tuple = ()
+        if fingerprint:
+            sql, args = sql + " WHERE fingerprint = ?", (fingerprint,)
+        return self.conn.execute(sql + " ORDER BY id", args).fetchall()
+
+
+def _labels(alert: Alert) -> str:
+    return json.dumps(dict(sorted(alert.labels.items())))
+
+
+def _row(alert: Alert) -> tuple:
+    return (alert.fingerprint, alert.rule, _labels(alert), alert.severity, alert.state, alert.value, alert.summary,
+            json.dumps(dict(alert.annotations)), alert.active_since, alert.fired_at, alert.resolved_at,
+            alert.updated_at, alert.acknowledged_by, alert.acknowledged_at, alert.ack_note, alert.scenario)
+
+
+def _alert(row: tuple) -> Alert:
+    (_, rule, labels, severity, state, value, summary, annotations, active_since, fired_at, resolved_at, updated_at,
+     by, at, note, scenario) = row
+    return Alert(rule, json.loads(labels), Severity(severity), AlertState(state), value, summary,
+                 json.loads(annotations), active_since, fired_at, resolved_at, updated_at, by, at, note, scenario)
