@@ -59,17 +59,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", type=Path, help="where the SQLite file goes (default: the config's)")
     demo.add_argument("--port", type=int, help="dashboard port (default: the config's, 8050)")
     _simulation_options(demo)
+    _notify_option(demo)
     demo.set_defaults(handler=cmd_demo)
 
     run = sub.add_parser("run", help="production: collectors + store + dashboard")
     run.add_argument("-c", "--config", required=True, type=Path)
     run.add_argument("--no-dashboard", action="store_true")
     run.add_argument("--data-dir", type=Path)
+    _notify_option(run)
     run.set_defaults(handler=cmd_run)
 
     collect = sub.add_parser("collect", help="collectors + store only")
     collect.add_argument("-c", "--config", required=True, type=Path)
     collect.add_argument("--data-dir", type=Path)
+    _notify_option(collect)
     collect.set_defaults(handler=cmd_run, no_dashboard=True)
 
     alerts = sub.add_parser("alerts", help="alert rules: run YAML rule tests (like promtool test rules)")
@@ -84,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     dash.add_argument("--port", type=int)
     dash.set_defaults(handler=cmd_dashboard)
     return parser
+
+
+def _notify_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--notify", type=Path, help="notification config (receivers, routes); alerts are "
+                                                      "logged without it, e.g. config/notify.yaml")
 
 
 def _simulation_options(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     port = args.port or site.config.dashboard.port
     print(f"facwatch demo: open http://{site.config.dashboard.host}:{port}/  (Ctrl-C to stop)", flush=True)
     asyncio.run(run_site(site, simulate=True, dashboard=True, data_dir=args.data_dir, port=port,
-                         time_scale=args.time_scale, scenario=args.scenario))
+                         time_scale=args.time_scale, scenario=args.scenario, notify=args.notify))
     return 0
 
 
@@ -190,7 +198,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from facwatch.runtime import run_site
 
     site = load_site(args.config)
-    asyncio.run(run_site(site, simulate=False, dashboard=not args.no_dashboard, data_dir=args.data_dir))
+    asyncio.run(run_site(site, simulate=False, dashboard=not args.no_dashboard, data_dir=args.data_dir,
+                         notify=args.notify))
     return 0
 
 

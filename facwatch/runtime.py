@@ -127,6 +127,11 @@ class DashboardThread:
         self.thread.join(timeout=10)
 
 
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def open_store(site: Site, data_dir: Path | None = None) -> SqliteStore:
     """The site's SQLite store (in ``data_dir`` if given), its folder created on first use."""
     path = data_dir / "facwatch.db" if data_dir is not None else site.storage_path()
@@ -209,6 +214,68 @@ async def trap_receiver(site: Site, sink: Callable[[list[Reading]], None],
         yield receiver
 
 
+class Alerting:
+    """The alert engine beside the collectors: it sees every reading as it arrives (DESIGN.md §3.5).
+
+    Changed alerts are logged and, when a notify config is given, handed to the notification
+    pipeline (durable outbox, retries, grouping). A tick drives the time-based transitions.
+    """
+
+    TICK_S = 2.0
+
+    def __init__(self, site: Site, db_path: Path, notify_path: Path | None = None):
+        from alerts.engine import AlertEngine
+        from alerts.rules import load_rules
+        from alerts.state import AlertStateStore
+
+        self.state = AlertStateStore(db_path)
+        self.engine = AlertEngine(site, load_rules(), self.state)
+        self.pipeline = _pipeline(notify_path, db_path) if notify_path is not None else None
+
+    def observe(self, readings: Sequence[Reading]) -> None:
+        """Evaluate a poll's readings (called from the collector's event loop)."""
+        self._changed(self.engine.observe(readings))
+
+    def _changed(self, alerts: list) -> None:
+        for alert in alerts:
+            # firing and resolved are what on-call cares about; pending/inactive churn stays at debug
+            level = logging.INFO if alert.state.value in ("firing", "resolved") else logging.DEBUG
+            log.log(level, "alert %s %s [%s] %s", alert.rule, alert.state.value, alert.severity.value,
+                    alert.summary or dict(alert.labels))
+        if alerts and self.pipeline is not None:
+            self.pipeline.submit(alerts)
+
+    async def run(self) -> None:
+        """Tick the engine (and run the pipeline's delivery loop) until cancelled."""
+        delivery = asyncio.create_task(self.pipeline.run()) if self.pipeline is not None else None
+        try:
+            while True:
+                await asyncio.sleep(self.TICK_S)
+                self._changed(self.engine.tick(time.time()))
+        finally:
+            if delivery is not None:
+                delivery.cancel()
+                await asyncio.gather(delivery, return_exceptions=True)
+            self.state.close()
+
+
+def _pipeline(notify_path: Path, db_path: Path):
+    from alerts.notify_config import load_notify_config
+    from alerts.outbox import Outbox
+    from alerts.pipeline import NotificationPipeline
+
+    return NotificationPipeline(load_notify_config(notify_path), Outbox(db_path))
+
+
+def fan_out(*sinks: Callable[[list[Reading]], None]) -> Callable[[list[Reading]], None]:
+    """One sink that hands every batch to several (store writer, alert engine)."""
+
+    def put(readings: list[Reading]) -> None:
+        for sink in sinks:
+            sink(readings)
+    return put
+
+
 async def run_collectors(site: Site, sink: Callable[[list[Reading]], None],
                          until: asyncio.Future | None = None) -> None:
     """Poll every device of the site into the sink until a signal (or ``until``) arrives."""
@@ -226,19 +293,23 @@ async def run_collectors(site: Site, sink: Callable[[list[Reading]], None],
 
 
 async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Path | None = None,
-                   port: int | None = None, time_scale: float | None = None, scenario: str | None = None) -> None:
-    """Collectors + store (+ simulators for the demo) (+ dashboard), until SIGINT/SIGTERM."""
+                   port: int | None = None, time_scale: float | None = None, scenario: str | None = None,
+                   notify: Path | None = None) -> None:
+    """Collectors + store + alerts (+ simulators for the demo) (+ dashboard), until SIGINT/SIGTERM."""
     store = open_store(site, data_dir)
     writer = ReadingWriter(store)
+    alerting = Alerting(site, store.path, notify)
     web = start_dashboard(site, store, port=port) if dashboard else None
     try:
         async with contextlib.AsyncExitStack() as stack:
-            sink: Callable[[list[Reading]], None] = writer.put
+            sink: Callable[[list[Reading]], None] = fan_out(writer.put, alerting.observe)
             event_sink: Callable[[list[Event]], None] = writer.put_events
             if simulate:
                 sim = await stack.enter_async_context(simulation(
                     site, time_scale=time_scale, scenario=scenario, on_scenario=scenario_events(writer)))
-                sink, event_sink = scenario_tagging(writer.put, sim), scenario_tagging(writer.put_events, sim)
+                sink, event_sink = scenario_tagging(sink, sim), scenario_tagging(writer.put_events, sim)
+            alert_task = asyncio.create_task(alerting.run(), name="alerting")
+            stack.push_async_callback(_cancel, alert_task)
             if site.config.traps is not None:
                 await stack.enter_async_context(trap_receiver(site, sink, event_sink))
             if web is not None:
