@@ -7,13 +7,14 @@ it is neither inside nor outside the envelope (USERS.md #14), so the alert holds
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from alerts.derived import Estimate, RateWindow, dew_point, fuel_days_full_load, ups_autonomy_full_load
 from alerts.model import Alert, AlertState, fingerprint
-from alerts.rules import DERIVED_INPUTS, Rule, matches
+from alerts.rules import DERIVED_INPUTS, Condition, Rule, Term, matches
 from alerts.state import AlertStateStore
 from collectors.model import REACHABLE_POINT, EnumState, Quality, Reading, Severity
 from config.load import Site
@@ -47,6 +48,7 @@ class _Eval:
     ts: float
     scenario: str | None
     method: str | None = None
+    poll_interval: float | None = None  # of the inputs, when the alert is not about one device
 
 
 class AlertEngine:
@@ -58,7 +60,9 @@ class AlertEngine:
         self.store = state
         self.clock = clock
         self.started_at = clock()
+        self.site_id = site.config.site.id
         self.devices = {device.id: device for device in site.devices}
+        self._by_device: dict[str, list[Rule]] = {}
         self.enums = {device.id: {p.name: p.enum for p in site.profile(device).points if p.enum}
                       for device in site.devices}
         self.latest: dict[tuple[str, str, str | None], Reading] = {}
@@ -79,9 +83,25 @@ class AlertEngine:
             if reading.device not in self.devices:
                 continue
             self._remember(reading)
-            for rule in self.rules.values():
-                changed += self._apply_all(rule, self._evaluate(rule, reading))
+            for rule in self._rules_for(reading.device):
+                compound = rule.kind == "compound"
+                evals = self._compound_evals(rule, reading) if compound else self._evaluate(rule, reading)
+                changed += self._apply_all(rule, evals)
         return changed
+
+    def _rules_for(self, device_id: str) -> list[Rule]:
+        """Rules that can apply to a device (point filters still apply later), worked out once per device.
+
+        With thousands of rules a reading must not walk them all; compound rules read other
+        devices' points, so they stay in every list.
+        """
+        rules = self._by_device.get(device_id)
+        if rules is None:
+            device = self.devices[device_id]
+            rules = self._by_device[device_id] = [
+                rule for rule in self.rules.values()
+                if rule.kind == "compound" or matches(rule, device.device_class, device.room, device.id)]
+        return rules
 
     def tick(self, now: float) -> list[Alert]:
         """Time-driven transitions: `for` expiry, clear delay, data missing for too long."""
@@ -127,7 +147,8 @@ class AlertEngine:
 
     def _labels(self, rule: Rule, device_id: str, point: str, scenario: str | None) -> dict[str, str]:
         device = self.devices[device_id]
-        labels = {"device": device_id, "room": device.room, "device_class": device.device_class, "point": point}
+        labels = {"site": self.site_id, "device": device_id, "room": device.room, "device_class": device.device_class,
+                  "point": point}
         if scenario:
             labels["scenario"] = scenario  # a drill never shares an identity with (or resolves) a real alert
         return labels
@@ -242,6 +263,84 @@ class AlertEngine:
             evals.append(_Eval(self._labels(rule, dev, point, scenario), not down, severity, None, now, scenario))
         return evals
 
+    # -- compound rules ---------------------------------------------------------------------------------
+
+    def _compound_evals(self, rule: Rule, reading: Reading) -> list[_Eval]:
+        """Re-evaluate a compound rule for every subject whose inputs include the point that just changed."""
+        terms = [*(rule.when.terms() if rule.when else []), *(rule.unless.terms() if rule.unless else [])]
+        where = self._where(reading.device)
+        subjects: list[str | None] = [None] if rule.scope == "site" else [
+            d for d in self.devices if matches(rule, *self._where(d))]
+        evals = []
+        for subject in subjects:
+            if not any(self._reads(term, subject, where, reading.point) for term in terms):
+                continue
+            truth = _and(self._truth(rule.when, subject, reading), _not(self._truth(rule.unless, subject, reading)))
+            if subject is None:
+                labels = {"site": self.site_id}
+                if reading.scenario:
+                    labels["scenario"] = reading.scenario
+                poll = max((d.poll_interval_s for d in self.devices.values()), default=0.0)
+            else:
+                labels = self._labels(rule, subject, "", reading.scenario)
+                del labels["point"]
+                poll = None
+            condition = Severity(rule.severity or "warning") if truth else None
+            evals.append(_Eval(labels, truth is not None, condition, None, reading.ts, reading.scenario,
+                               poll_interval=poll))
+        return evals
+
+    def _reads(self, term: Term, subject: str | None, where: tuple[str, str, str], point: str) -> bool:
+        """True when this term reads ``point`` of the device at ``where`` for this subject."""
+        if not any(fnmatch.fnmatchcase(point, glob) for glob in term.point):
+            return False
+        if term.same_device() and subject is not None:
+            return where[2] == subject
+        filters = (term.device_class, term.room, term.device)
+        return all(any(fnmatch.fnmatchcase(value, glob) for glob in (globs or ("*",)))
+                   for globs, value in zip(filters, where, strict=True))
+
+    def _truth(self, cond: Condition | None, subject: str | None, reading: Reading) -> bool | None:
+        """Three-valued truth of a condition: None when missing data could change the answer."""
+        if cond is None:
+            return False
+        term = cond.term()
+        if term is not None:
+            return _any(self._inputs(term, subject, reading))
+        if cond.any is not None:
+            return _any([self._truth(c, subject, reading) for c in cond.any])
+        if cond.all is not None:
+            return _not(_any([_not(self._truth(c, subject, reading)) for c in cond.all]))
+        if cond.not_ is not None:
+            return _not(self._truth(cond.not_, subject, reading))
+        groups = [self._inputs(t, subject, reading) for t in cond.of or ()]
+        if any(not group for group in groups):
+            return None  # a term with no data at all
+        values = [v for group in groups for v in group]
+        true, unknown = values.count(True), values.count(None)
+        need = cond.count_at_least or 1
+        return True if true >= need else False if true + unknown < need else None
+
+    def _inputs(self, term: Term, subject: str | None, reading: Reading) -> list[bool | None]:
+        """The term's truth on each profile point it reads (latest value); None = no valid, fresh value.
+
+        A drill (scenario) reads its own values first and the real ones for points it does not simulate.
+        """
+        out: list[bool | None] = []
+        for dev, enums in self.enums.items():
+            for point, enum in enums.items():
+                if not self._reads(term, subject, self._where(dev), point):
+                    continue
+                latest = self.latest.get((dev, point, reading.scenario)) or self.latest.get((dev, point, None))
+                if latest is None or latest.quality is not Quality.GOOD or latest.value is None:
+                    out.append(None)
+                    continue
+                state = enum.get(int(latest.value))
+                stale = reading.ts - latest.ts > DEFAULT_STALE_AFTER * max(self.devices[dev].poll_interval_s, 1.0)
+                known = state is not None and state.severity is not Severity.UNKNOWN and not stale
+                out.append(state.name in term.state if known and state else None)
+        return out
+
     def _fresh(self, track: _Track, now: float) -> bool:
         """A pending alert fires on the clock only while its data is not stale."""
         if track.last_ts is None:
@@ -267,7 +366,10 @@ class AlertEngine:
             alert = Alert(rule.name, ev.labels, Severity.OK, AlertState.INACTIVE, scenario=ev.scenario)
             self.tracks[fp] = _Track(alert, rule)
         track = self.tracks[fp]
-        track.poll_interval = self.devices[ev.labels["device"]].poll_interval_s
+        if ev.poll_interval is not None:
+            track.poll_interval = ev.poll_interval
+        else:
+            track.poll_interval = self.devices[ev.labels["device"]].poll_interval_s
         return track
 
     def _step(self, track: _Track, condition: Severity | None, ev: _Eval | None, ts: float,
@@ -306,6 +408,23 @@ def _next(track: _Track, condition: Severity | None, ts: float) -> Alert:
     if ts - track.cleared_since >= rule.clear_for:
         return replace(alert, state=AlertState.RESOLVED, resolved_at=ts)
     return alert
+
+
+def _any(values: list[bool | None]) -> bool | None:
+    """Kleene OR: true if any is true, false if all are false, else unknown (also for no values)."""
+    if True in values:
+        return True
+    return False if values and None not in values else None
+
+
+def _not(value: bool | None) -> bool | None:
+    return None if value is None else not value
+
+
+def _and(a: bool | None, b: bool | None) -> bool | None:
+    if a is False or b is False:
+        return False
+    return True if a and b else None
 
 
 def _threshold(rule: Rule, value: float, current: Severity | None) -> Severity | None:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from collectors.model import Severity
 from config.yamlfile import ConfigError, Problem, YamlDocument, load_yaml, validate
@@ -66,6 +66,75 @@ class Level(_Strict):
         return high or low
 
 
+class Term(_Strict):
+    """The latest state of some points: true when one of them is in one of ``state``.
+
+    Without device_class/room/device it looks at the rule's own device (the whole site for a site rule).
+    """
+
+    point: Globs
+    state: Globs
+    device_class: Globs | None = None
+    room: Globs | None = None
+    device: Globs | None = None
+
+    def same_device(self) -> bool:
+        """True when the term reads the device the alert is about."""
+        return self.device_class is None and self.room is None and self.device is None
+
+
+_COND_FORMS = ("any", "all", "not", "count_at_least", "point")
+
+
+class Condition(_Strict):
+    """A compound condition: a term, ``any``/``all`` of conditions, ``not`` one, or ``count_at_least: N, of: terms``.
+
+    Evaluated in three-valued logic: data missing in an input only matters when it could change the result.
+    """
+
+    any: tuple[Condition, ...] | None = None
+    all: tuple[Condition, ...] | None = None
+    not_: Condition | None = Field(None, alias="not")
+    count_at_least: int | None = Field(None, ge=1)
+    of: Annotated[tuple[Term, ...] | None, BeforeValidator(lambda v: (v,) if isinstance(v, dict) else v)] = None
+    point: Globs | None = None
+    state: Globs | None = None
+    device_class: Globs | None = None
+    room: Globs | None = None
+    device: Globs | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Condition:
+        forms = [f for f, v in zip(_COND_FORMS, (self.any, self.all, self.not_, self.count_at_least, self.point),
+                                   strict=True) if v is not None]
+        if len(forms) != 1:
+            raise ValueError("a condition needs exactly one of any, all, not, count_at_least (with of) or point")
+        if (self.count_at_least is None) != (self.of is None):
+            raise ValueError("count_at_least and of go together")
+        if self.point is None and (self.state is not None or self.device_class or self.room or self.device):
+            raise ValueError("state, device_class, room and device belong to a point term")
+        if self.point is not None and self.state is None:
+            raise ValueError("a point term needs a state (or a list of states)")
+        return self
+
+    def term(self) -> Term | None:
+        """The condition as a term, when it is one."""
+        if self.point is None:
+            return None
+        return Term(point=self.point, state=self.state or (), device_class=self.device_class, room=self.room,
+                    device=self.device)
+
+    def terms(self) -> list[Term]:
+        """Every term this condition reads."""
+        own = self.term()
+        if own is not None:
+            return [own]
+        found = list(self.of or ())
+        for child in (*(self.any or ()), *(self.all or ()), *((self.not_,) if self.not_ else ())):
+            found += child.terms()
+        return found
+
+
 class Rule(_Strict):
     """One alert rule.
 
@@ -80,7 +149,7 @@ class Rule(_Strict):
     """
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
-    kind: Literal["threshold", "state", "missing"]
+    kind: Literal["threshold", "state", "missing", "compound"]
     summary: str = ""
     match: Match = Match()
     for_: Duration = Field(0.0, alias="for")
@@ -101,7 +170,10 @@ class Rule(_Strict):
     severity: Literal["info", "warning", "critical"] | None = None
     # missing
     stale_after: float = Field(3.0, gt=0)  # poll intervals without a good reading
-    scope: Literal["device", "point"] = "point"
+    scope: Literal["device", "point", "site"] = "point"  # compound: device (default) or site
+    # compound: `when` holds and `unless` does not, on the latest values of the points they name
+    when: Condition | None = None
+    unless: Condition | None = None
 
     def params_for(self, device: str) -> dict[str, float]:
         """Rule parameters with the device's overrides applied."""
@@ -185,6 +257,13 @@ def _rule_problems(item: dict) -> list[tuple[str, str]]:
                 found.append(("params", "fuel_days_full_load needs " + ", ".join(missing)))
     elif kind == "state" and item.get("severity") and not item.get("states"):
         found.append(("severity", "a fixed severity needs a list of states"))
+    elif kind == "compound":
+        if "when" not in item:
+            found.append(("kind", "a compound rule needs a when condition"))
+        if item.get("scope", "device") not in ("device", "site"):
+            found.append(("scope", "a compound rule's scope is device or site"))
+    if kind != "compound":
+        found += [(key, f"only compound rules take {key}") for key in ("when", "unless") if key in item]
     if kind != "threshold":
         found += [(key, f"only threshold rules take {key}") for key in ("warning", "critical", "derived", "hysteresis")
                   if key in item]
