@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import fnmatch
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from collectors.model import Severity
+from config.durations import parse_duration
 from config.yamlfile import ConfigError, Problem, YamlDocument, load_yaml, validate
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "config" / "rules"
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DERIVED = ("dew_point", "rate_of_change", "ups_autonomy_full_load", "fuel_days_full_load")
 # inputs each derived value needs from one device (REFERENCE.md §6, §7.2, §7.4)
 DERIVED_INPUTS = {
@@ -22,18 +21,6 @@ DERIVED_INPUTS = {
     "fuel_days_full_load": ("fuel.level",),
 }
 FUEL_PARAMS = ("tank_litres", "rated_kw", "sfc_l_per_kwh")
-
-
-def parse_duration(raw: object) -> float:
-    """``"5m"`` → 300.0; plain numbers are seconds."""
-    if isinstance(raw, bool):
-        raise ValueError("must be a duration like 30s, 5m, 1h")
-    if isinstance(raw, int | float):
-        return float(raw)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", str(raw))
-    if not match:
-        raise ValueError("must be a duration like 30s, 5m, 1h")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from config.durations import parse_duration
 from config.yamlfile import ConfigError, YamlDocument, load_yaml, validate
 
 if TYPE_CHECKING:
@@ -36,20 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
-DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
-
-
-def parse_duration(text: str | float | int) -> float:
-    """``"1h30m"``, ``"90s"``, ``"2m30s"`` or a number of seconds → seconds."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        return float(text)
-    match = DURATION.match(str(text).strip())
-    if not match or not any(match.groups()):
-        raise ValueError(f"not a duration: {text!r} (write e.g. 30s, 20m, 1h30m)")
-    hours, minutes, seconds = match.groups()
-    return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
-
-
 # --- actions: what a step can do to the plant -------------------------------------------------
 
 async def utility(sim: SiteSimulator, available: bool) -> None:
