@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import Any, TypeVar
 
+from alerts.commands import ActionStore
+from alerts.state import AlertStateStore
 from collectors.codec import DATATYPES
 from collectors.model import HEALTH_POINTS, Kind, PointSpec, Quality, Reading, Severity
 from collectors.profile import DeviceProfile
@@ -44,11 +46,18 @@ TREND_MAX_POINTS = 600  # about one bucket per 2-3 px of a full-HD graph
 
 @dataclass(frozen=True)
 class DashboardSources:
-    """What the dashboard reads: the validated site, a ReadStore and a clock (injectable for tests)."""
+    """What the dashboard reads: the validated site, a ReadStore and a clock (injectable for tests).
+
+    ``alerts`` is the alert state (read-only here), ``actions`` the operator command queue, silences and
+    component heartbeats; ``scenario_url`` is the simulator's control endpoint, set only in demo mode.
+    """
 
     site: Site
     store: ReadStore
     clock: Callable[[], float] = time.time
+    alerts: AlertStateStore | None = None
+    actions: ActionStore | None = None
+    scenario_url: str | None = None
 
 
 # --- view-models -----------------------------------------------------------------------------------

@@ -140,12 +140,16 @@ def open_store(site: Site, data_dir: Path | None = None) -> SqliteStore:
 
 
 def start_dashboard(site: Site, store: SqliteStore, host: str | None = None,
-                    port: int | None = None) -> DashboardThread:
+                    port: int | None = None, simulate: bool = False) -> DashboardThread:
     """Build the Dash app and serve it with waitress on a background thread."""
+    from alerts.commands import ActionStore
+    from alerts.state import AlertStateStore
     from dashboard.app import DashboardSources, create_app
     from dashboard.serve import make_server
 
-    app = create_app(DashboardSources(site=site, store=store))
+    scenario_url = f"http://{site.config.simulation.control}/scenarios" if simulate else None
+    app = create_app(DashboardSources(site=site, store=store, alerts=AlertStateStore(store.path),
+                                      actions=ActionStore(store.path), scenario_url=scenario_url))
     server = make_server(app, host or site.config.dashboard.host, port or site.config.dashboard.port)
     thread = threading.Thread(target=server.run, name="dashboard", daemon=True)
     thread.start()
@@ -299,7 +303,7 @@ async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Pat
     store = open_store(site, data_dir)
     writer = ReadingWriter(store)
     alerting = Alerting(site, store.path, notify)
-    web = start_dashboard(site, store, port=port) if dashboard else None
+    web = start_dashboard(site, store, port=port, simulate=simulate) if dashboard else None
     try:
         async with contextlib.AsyncExitStack() as stack:
             sink: Callable[[list[Reading]], None] = fan_out(writer.put, alerting.observe)

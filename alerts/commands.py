@@ -1,0 +1,228 @@
+"""Operator actions — acknowledge, silence, maintenance window, expire — as commands in the store.
+
+The dashboard and the CLI never call into the engine (DESIGN.md §2): they append a command row, and the
+alerting loop in the collector process applies pending commands on its next tick and records the
+outcome. The command table is therefore also the record of who asked for what, when and from where.
+Silences live in their own table (written only by the applier) so they survive restarts; components
+write heartbeats here so the dashboard can tell "no data" from "facwatch itself is down".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+CommandKind = Literal["ack", "silence", "expire_silence"]
+SilenceKind = Literal["silence", "maintenance"]
+MAX_SILENCE_S = 31 * 86_400  # a mute longer than a month is a forgotten mute
+MAX_TEXT = 2000  # notes and reasons are free text from a browser: bounded
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS operator_command (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL, author TEXT NOT NULL,
+    source TEXT NOT NULL, requested_at REAL NOT NULL, applied_at REAL, outcome TEXT, detail TEXT);
+CREATE INDEX IF NOT EXISTS operator_command_pending ON operator_command (applied_at, id);
+CREATE TABLE IF NOT EXISTS silence (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, matchers TEXT NOT NULL, severities TEXT,
+    reason TEXT NOT NULL, author TEXT NOT NULL, starts_at REAL NOT NULL, ends_at REAL NOT NULL,
+    created_at REAL NOT NULL, expired_at REAL, expired_by TEXT, command_id INTEGER);
+CREATE TABLE IF NOT EXISTS heartbeat (
+    component TEXT PRIMARY KEY, at REAL NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One requested operator action and, once applied, its outcome (``applied`` or ``refused``)."""
+
+    id: int
+    kind: CommandKind
+    payload: Mapping[str, object]
+    author: str
+    source: str
+    requested_at: float
+    applied_at: float | None = None
+    outcome: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRecord:
+    """A stored silence or maintenance window: label matchers (all must be equal), reason, author, expiry."""
+
+    id: int
+    kind: SilenceKind
+    matchers: Mapping[str, str]
+    severities: tuple[str, ...] | None
+    reason: str
+    author: str
+    starts_at: float
+    ends_at: float
+    created_at: float
+    expired_at: float | None = None
+    expired_by: str | None = None
+
+    def active(self, now: float) -> bool:
+        """True from its start until its end or until someone expired it."""
+        ended = self.ends_at if self.expired_at is None else min(self.ends_at, self.expired_at)
+        return self.starts_at <= now < ended
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The last sign of life of a facwatch component (``collector``, ``alerting``)."""
+
+    component: str
+    at: float
+    pid: int
+    host: str
+
+
+class ActionStore:
+    """Commands, silences and heartbeats in the shared SQLite file (its own connection, WAL).
+
+    Example: the dashboard calls ``actions.request_ack(fp, "j.smith", "on it", source="10.0.0.7")``; the
+    alerting loop calls ``actions.pending()``, applies each, then ``actions.finish(id, "applied")``.
+    """
+
+    def __init__(self, path: str | Path, clock=time.time):
+        self.conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+        if str(path) != ":memory:":
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA busy_timeout=10000")
+        self.conn.executescript(_SCHEMA)
+        self.clock = clock
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    # -- requests (dashboard, CLI) -----------------------------------------------------------------------
+
+    def request_ack(self, fingerprint: str, author: str, note: str = "", source: str = "cli") -> int:
+        """Ask for an alert to be acknowledged; returns the command id."""
+        _require_text("fingerprint", fingerprint, 64)
+        return self._request("ack", {"fingerprint": fingerprint, "note": _bounded("note", note)}, author, source)
+
+    def request_silence(self, matchers: Mapping[str, str], ends_at: float, reason: str, author: str, *,
+                        kind: SilenceKind = "silence", starts_at: float | None = None,
+                        severities: tuple[str, ...] | None = None, source: str = "cli") -> int:
+        """Ask for a silence or maintenance window; reason and expiry are required, at most 31 days long."""
+        now = self.clock()
+        starts = now if starts_at is None else starts_at
+        _check_silence(matchers, starts, ends_at, reason, kind)
+        payload = {"kind": kind, "matchers": dict(matchers), "starts_at": starts, "ends_at": ends_at,
+                   "reason": reason.strip(), "severities": list(severities) if severities else None}
+        return self._request("silence", payload, author, source)
+
+    def request_expire(self, silence_id: int, author: str, source: str = "cli") -> int:
+        """Ask for a silence to end now."""
+        return self._request("expire_silence", {"silence_id": int(silence_id)}, author, source)
+
+    def _request(self, kind: CommandKind, payload: dict, author: str, source: str) -> int:
+        _require_text("author", author, 200)
+        cursor = self.conn.execute(
+            "INSERT INTO operator_command (kind, payload, author, source, requested_at) VALUES (?, ?, ?, ?, ?)",
+            (kind, json.dumps(payload), author.strip(), source or "unknown", self.clock()))
+        return int(cursor.lastrowid or 0)
+
+    # -- the applier's side (alerting loop) ---------------------------------------------------------------
+
+    def pending(self) -> list[Command]:
+        """Commands not yet applied, oldest first."""
+        return self._commands("WHERE applied_at IS NULL ORDER BY id")
+
+    def finish(self, command_id: int, outcome: Literal["applied", "refused"], detail: str = "") -> None:
+        """Record a command's outcome."""
+        self.conn.execute("UPDATE operator_command SET applied_at=?, outcome=?, detail=? WHERE id=?",
+                          (self.clock(), outcome, detail, command_id))
+
+    def add_silence(self, command: Command) -> int:
+        """Store the silence a ``silence`` command asked for; returns its id."""
+        p = command.payload
+        cursor = self.conn.execute(
+            "INSERT INTO silence (kind, matchers, severities, reason, author, starts_at, ends_at, created_at, "
+            "command_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (p["kind"], json.dumps(p["matchers"], sort_keys=True), json.dumps(p.get("severities")), p["reason"],
+             command.author, p["starts_at"], p["ends_at"], self.clock(), command.id))
+        return int(cursor.lastrowid or 0)
+
+    def expire_silence(self, silence_id: int, author: str) -> bool:
+        """End a silence now; False when it does not exist or has already ended."""
+        now = self.clock()
+        cursor = self.conn.execute(
+            "UPDATE silence SET expired_at=?, expired_by=? WHERE id=? AND expired_at IS NULL AND ends_at > ?",
+            (now, author, silence_id, now))
+        return cursor.rowcount == 1
+
+    # -- reads (dashboard, pipeline) ----------------------------------------------------------------------
+
+    def silences(self, include_ended: bool = False, now: float | None = None) -> list[SilenceRecord]:
+        """Silences and maintenance windows, newest first; by default only those not yet ended."""
+        rows = self.conn.execute(
+            "SELECT id, kind, matchers, severities, reason, author, starts_at, ends_at, created_at, expired_at, "
+            "expired_by FROM silence ORDER BY id DESC").fetchall()
+        records = [_silence(row) for row in rows]
+        now = self.clock() if now is None else now
+        return records if include_ended else [r for r in records if r.active(now) or r.starts_at > now]
+
+    def history(self, limit: int = 200) -> list[Command]:
+        """The latest commands, newest first: who asked for what, when, from where, and what came of it."""
+        return self._commands("ORDER BY id DESC LIMIT ?", (limit,))
+
+    def _commands(self, where: str, args: tuple = ()) -> list[Command]:
+        rows = self.conn.execute(
+            "SELECT id, kind, payload, author, source, requested_at, applied_at, outcome, detail "
+            f"FROM operator_command {where}", args).fetchall()
+        return [Command(r[0], r[1], json.loads(r[2]), *r[3:]) for r in rows]
+
+    # -- heartbeats ---------------------------------------------------------------------------------------
+
+    def beat(self, component: str, at: float | None = None) -> None:
+        """Record that ``component`` is alive now."""
+        self.conn.execute("INSERT OR REPLACE INTO heartbeat VALUES (?, ?, ?, ?)",
+                          (component, self.clock() if at is None else at, os.getpid(), socket.gethostname()))
+
+    def heartbeats(self) -> dict[str, Heartbeat]:
+        """The last heartbeat of every component that ever wrote one."""
+        rows = self.conn.execute("SELECT component, at, pid, host FROM heartbeat").fetchall()
+        return {row[0]: Heartbeat(*row) for row in rows}
+
+
+def _silence(row: tuple) -> SilenceRecord:
+    severities = json.loads(row[3]) if row[3] else None
+    return SilenceRecord(row[0], row[1], json.loads(row[2]), tuple(severities) if severities else None, *row[4:])
+
+
+def _require_text(name: str, value: str, limit: int) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} is required")
+    if len(value) > limit:
+        raise ValueError(f"{name} is longer than {limit} characters")
+
+
+def _bounded(name: str, value: str | None) -> str:
+    value = (value or "").strip()
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"{name} is longer than {MAX_TEXT} characters")
+    return value
+
+
+def _check_silence(matchers: Mapping[str, str], starts: float, ends: float, reason: str, kind: str) -> None:
+    if kind not in ("silence", "maintenance"):
+        raise ValueError("kind must be silence or maintenance")
+    if not matchers or not all(isinstance(k, str) and isinstance(v, str) and k and v for k, v in matchers.items()):
+        raise ValueError("a silence needs at least one label matcher (e.g. device=dh1-ups-a); muting everything "
+                         "is not allowed")
+    _require_text("reason", reason, MAX_TEXT)
+    if ends <= starts:
+        raise ValueError("a silence must end after it starts")
+    if ends - starts > MAX_SILENCE_S:
+        raise ValueError("a silence may last at most 31 days")
