@@ -1,7 +1,8 @@
 """The dashboard's pages: each module defines one ``Page`` (a path, a layout builder and its callbacks).
 
-``create_app`` routes ``/<path>`` to the page's layout with one ``dcc.Location``; each page registers its
-own callbacks once, against the shared ``PageContext`` (sources, time zone, the per-tick cache).
+``create_app`` finds every module in this package that defines ``PAGE``, routes its path to its layout
+with one ``dcc.Location`` and lets it register its own callbacks once, against the shared
+``PageContext`` (sources, time zone, the per-tick cache).
 Component ids are prefixed with the page's name so pages never collide.
 """
 
@@ -39,5 +40,6 @@ class Page:
     title: str
     layout: Callable[[PageContext, dict[str, str]], Component]
     register: Callable[[dash.Dash, PageContext], None]
+    order: int = 100  # position in the navigation bar
     wall: bool = False
     demo_only: bool = False
