@@ -4,9 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Real peers the tests talk to (Debian packages): net-snmp tools + agent, mbpoll, Chromium + driver,
-# Prometheus Alertmanager (the alert notifier's receiver).
-PEER_PACKAGES := snmp snmpd mbpoll chromium chromium-driver prometheus-alertmanager
-PEER_COMMANDS := snmpget snmpwalk snmptrap mbpoll chromium chromedriver prometheus-alertmanager
+# Prometheus Alertmanager (the alert notifier's receiver), poppler's pdftoppm (renders the evidence PDF),
+# InfluxDB 1.6 and VictoriaMetrics (the scale-out store's read and write paths).
+PEER_PACKAGES := snmp snmpd mbpoll chromium chromium-driver prometheus-alertmanager poppler-utils influxdb \
+	victoria-metrics
+PEER_COMMANDS := snmpget snmpwalk snmptrap mbpoll chromium chromedriver prometheus-alertmanager pdftoppm influxd \
+	victoria-metrics
 
 .PHONY: demo test lint check bench peers clean
 

@@ -13,7 +13,7 @@ from config.durations import parse_duration
 from config.yamlfile import ConfigError, Problem, YamlDocument, load_yaml, validate
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "config" / "rules"
-DERIVED = ("dew_point", "rate_of_change", "ups_autonomy_full_load", "fuel_days_full_load")
+DERIVED = ("dew_point", "rate_of_change", "ups_autonomy_full_load", "fuel_days_full_load", "ring_redundancy")
 # inputs each derived value needs from one device (REFERENCE.md §6, §7.2, §7.4)
 DERIVED_INPUTS = {
     "dew_point": ("ambient.temperature", "ambient.humidity"),
@@ -21,6 +21,9 @@ DERIVED_INPUTS = {
     "fuel_days_full_load": ("fuel.level",),
 }
 FUEL_PARAMS = ("tank_litres", "rated_kw", "sfc_l_per_kwh")
+RING_LOAD_POINT = "ups.load"  # % of the UPS's rated capacity on both MIBs (upsOutputPercentLoad, upsHighPrecOutputLoad)
+_BOUNDS = ("above", "at_least", "below", "at_most")
+_SCHEDULE_KEYS = ("every", "qualifying")
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
@@ -54,13 +57,20 @@ class Level(_Strict):
 
 
 class Term(_Strict):
-    """The latest state of some points: true when one of them is in one of ``state``.
+    """The latest value of some points: true when one of them is in one of ``state``, has just become one of
+    ``becomes`` (a change from another known state), or is a gauge inside every bound it sets.
 
     Without device_class/room/device it looks at the rule's own device (the whole site for a site rule).
+    Example: ``{point: genset.load, at_least: 30}`` or ``{point: ups.test.result, becomes: [donePass]}``.
     """
 
     point: Globs
-    state: Globs
+    state: Globs | None = None
+    becomes: Globs | None = None
+    above: float | None = None
+    at_least: float | None = None
+    below: float | None = None
+    at_most: float | None = None
     device_class: Globs | None = None
     room: Globs | None = None
     device: Globs | None = None
@@ -68,6 +78,15 @@ class Term(_Strict):
     def same_device(self) -> bool:
         """True when the term reads the device the alert is about."""
         return self.device_class is None and self.room is None and self.device is None
+
+    def numeric(self) -> bool:
+        """True when the term reads gauges against bounds rather than states."""
+        return any(getattr(self, bound) is not None for bound in _BOUNDS)
+
+    def admits(self, value: float) -> bool:
+        """True when a gauge value lies inside every bound the term sets (above/below are strict)."""
+        return ((self.above is None or value > self.above) and (self.at_least is None or value >= self.at_least)
+                and (self.below is None or value < self.below) and (self.at_most is None or value <= self.at_most))
 
 
 _COND_FORMS = ("any", "all", "not", "count_at_least", "point")
@@ -86,6 +105,11 @@ class Condition(_Strict):
     of: Annotated[tuple[Term, ...] | None, BeforeValidator(lambda v: (v,) if isinstance(v, dict) else v)] = None
     point: Globs | None = None
     state: Globs | None = None
+    becomes: Globs | None = None
+    above: float | None = None
+    at_least: float | None = None
+    below: float | None = None
+    at_most: float | None = None
     device_class: Globs | None = None
     room: Globs | None = None
     device: Globs | None = None
@@ -98,18 +122,21 @@ class Condition(_Strict):
             raise ValueError("a condition needs exactly one of any, all, not, count_at_least (with of) or point")
         if (self.count_at_least is None) != (self.of is None):
             raise ValueError("count_at_least and of go together")
-        if self.point is None and (self.state is not None or self.device_class or self.room or self.device):
-            raise ValueError("state, device_class, room and device belong to a point term")
-        if self.point is not None and self.state is None:
-            raise ValueError("a point term needs a state (or a list of states)")
+        tests = [name for name in ("state", "becomes") if getattr(self, name) is not None]
+        tests += ["bounds"] if any(getattr(self, bound) is not None for bound in _BOUNDS) else []
+        if self.point is None and (tests or self.device_class or self.room or self.device):
+            raise ValueError("state, becomes, bounds, device_class, room and device belong to a point term")
+        if self.point is not None and len(tests) != 1:
+            raise ValueError("a point term needs exactly one of state, becomes or bounds (above, at_least, below, "
+                             "at_most)")
         return self
 
     def term(self) -> Term | None:
         """The condition as a term, when it is one."""
         if self.point is None:
             return None
-        return Term(point=self.point, state=self.state or (), device_class=self.device_class, room=self.room,
-                    device=self.device)
+        keys = ("point", "state", "becomes", *_BOUNDS, "device_class", "room", "device")
+        return Term(**{key: getattr(self, key) for key in keys})
 
     def terms(self) -> list[Term]:
         """Every term this condition reads."""
@@ -120,6 +147,13 @@ class Condition(_Strict):
         for child in (*(self.any or ()), *(self.all or ()), *((self.not_,) if self.not_ else ())):
             found += child.terms()
         return found
+
+
+class Qualifying(_Strict):
+    """What counts as a test for a schedule rule: ``when`` holds (known true) for at least ``for``."""
+
+    when: Condition
+    for_: Duration = Field(0.0, alias="for")
 
 
 class Rule(_Strict):
@@ -133,10 +167,20 @@ class Rule(_Strict):
           warning: {above: 23, below: 19}
           hysteresis: 0.5
           for: 5m
+
+    A schedule rule alerts when no qualifying test was seen for longer than ``every``::
+
+        - name: generator_test_overdue
+          kind: schedule
+          match: {device_class: genset}
+          every: 31d
+          qualifying:
+            when: {all: [{point: engine.state, state: running}, {point: genset.load, at_least: 30}]}
+            for: 30m
     """
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
-    kind: Literal["threshold", "state", "missing", "compound"]
+    kind: Literal["threshold", "state", "missing", "compound", "schedule"]
     summary: str = ""
     match: Match = Match()
     for_: Duration = Field(0.0, alias="for")
@@ -161,6 +205,9 @@ class Rule(_Strict):
     # compound: `when` holds and `unless` does not, on the latest values of the points they name
     when: Condition | None = None
     unless: Condition | None = None
+    # schedule: alert when now - last qualifying test (or when facwatch first watched the device) > every
+    every: Duration | None = None
+    qualifying: Qualifying | None = None
 
     def params_for(self, device: str) -> dict[str, float]:
         """Rule parameters with the device's overrides applied."""
@@ -249,9 +296,43 @@ def _rule_problems(item: dict) -> list[tuple[str, str]]:
             found.append(("kind", "a compound rule needs a when condition"))
         if item.get("scope", "device") not in ("device", "site"):
             found.append(("scope", "a compound rule's scope is device or site"))
+    found += _scope_problems(item)
+    found += _schedule_problems(item)
     if kind != "compound":
         found += [(key, f"only compound rules take {key}") for key in ("when", "unless") if key in item]
     if kind != "threshold":
         found += [(key, f"only threshold rules take {key}") for key in ("warning", "critical", "derived", "hysteresis")
                   if key in item]
     return found
+
+
+def _scope_problems(item: dict) -> list[tuple[str, str]]:
+    """ring_redundancy is one value per site; no other threshold rule has a site scope."""
+    if item.get("kind") != "threshold":
+        return []
+    ring = item.get("derived") == "ring_redundancy"
+    if ring and item.get("scope") != "site":
+        return [("derived", "ring_redundancy is a site value: set scope: site")]
+    if not ring and item.get("scope") == "site":
+        return [("scope", "only a ring_redundancy threshold rule has scope: site")]
+    return []
+
+
+def _schedule_problems(item: dict) -> list[tuple[str, str]]:
+    if item.get("kind") != "schedule":
+        return [(key, f"only schedule rules take {key}") for key in _SCHEDULE_KEYS if key in item]
+    found = [("kind", f"a schedule rule needs {key}") for key in _SCHEDULE_KEYS if key not in item]
+    every = item.get("every")
+    if every is not None and _seconds(every) == 0:
+        found.append(("every", "every must be longer than 0 (e.g. 31d)"))
+    if item.get("scope", "device") != "device":
+        found.append(("scope", "a schedule rule is per device (scope: device)"))
+    return found
+
+
+def _seconds(raw: object) -> float | None:
+    """The duration in seconds, or None when it does not parse (the schema reports that)."""
+    try:
+        return parse_duration(raw)
+    except ValueError:
+        return None
