@@ -10,19 +10,29 @@ write heartbeats here so the dashboard can tell "no data" from "facwatch itself 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+from alerts.model import Alert, AlertState
+
+if TYPE_CHECKING:
+    from alerts.engine import AlertEngine
+    from alerts.pipeline import NotificationPipeline
+
+LOGGER = logging.getLogger("facwatch.commands")
 
 CommandKind = Literal["ack", "silence", "expire_silence"]
 SilenceKind = Literal["silence", "maintenance"]
 MAX_SILENCE_S = 31 * 86_400  # a mute longer than a month is a forgotten mute
 MAX_TEXT = 2000  # notes and reasons are free text from a browser: bounded
+SEVERITIES = ("critical", "warning", "info")  # what a silence may be limited to
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS operator_command (
@@ -69,10 +79,21 @@ class SilenceRecord:
     expired_at: float | None = None
     expired_by: str | None = None
 
+    @property
+    def ended_at(self) -> float:
+        """When it stops muting: its end, or earlier if someone expired it."""
+        return self.ends_at if self.expired_at is None else min(self.ends_at, self.expired_at)
+
     def active(self, now: float) -> bool:
         """True from its start until its end or until someone expired it."""
-        ended = self.ends_at if self.expired_at is None else min(self.ends_at, self.expired_at)
-        return self.starts_at <= now < ended
+        return self.starts_at <= now < self.ended_at
+
+    def mutes(self, alert: Alert, now: float) -> bool:
+        """True while active, every matcher equal (``alertname`` = the rule) and the severity accepted."""
+        if not self.active(now) or (self.severities and str(alert.severity) not in self.severities):
+            return False
+        return all(alert.labels.get(k) == v or (k == "alertname" and alert.rule == v)
+                   for k, v in self.matchers.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +139,8 @@ class ActionStore:
         now = self.clock()
         starts = now if starts_at is None else starts_at
         _check_silence(matchers, starts, ends_at, reason, kind)
+        if severities and not set(severities) <= set(SEVERITIES):
+            raise ValueError(f"severities must be among {', '.join(SEVERITIES)}")
         payload = {"kind": kind, "matchers": dict(matchers), "starts_at": starts, "ends_at": ends_at,
                    "reason": reason.strip(), "severities": list(severities) if severities else None}
         return self._request("silence", payload, author, source)
@@ -145,7 +168,14 @@ class ActionStore:
                           (self.clock(), outcome, detail, command_id))
 
     def add_silence(self, command: Command) -> int:
-        """Store the silence a ``silence`` command asked for; returns its id."""
+        """Store the silence a ``silence`` command asked for; returns its id (the same id if asked again).
+
+        Idempotent per command, so a command applied but not marked finished (the database busy at that
+        moment) is not turned into a second silence when the applier retries it.
+        """
+        row = self.conn.execute("SELECT id FROM silence WHERE command_id=?", (command.id,)).fetchone()
+        if row is not None:
+            return int(row[0])
         p = command.payload
         cursor = self.conn.execute(
             "INSERT INTO silence (kind, matchers, severities, reason, author, starts_at, ends_at, created_at, "
@@ -226,3 +256,94 @@ def _check_silence(matchers: Mapping[str, str], starts: float, ends: float, reas
         raise ValueError("a silence must end after it starts")
     if ends - starts > MAX_SILENCE_S:
         raise ValueError("a silence may last at most 31 days")
+
+
+_ACKABLE = (AlertState.PENDING, AlertState.FIRING)
+
+
+class CommandRefused(Exception):
+    """A command that cannot be applied; its message is the detail recorded for the operator."""
+
+
+class CommandApplier:
+    """Applies pending operator commands in order on the alerting loop, recording every outcome.
+
+    ``changed`` receives the alerts an ack changed (a latched alert that may now resolve); the pipeline,
+    when there is one, learns of acks (so escalation stops) and of new or expired silences at once. A
+    command that fails for any other reason is refused with the error: it never blocks the queue.
+
+    Example: ``CommandApplier(ActionStore(db), engine, alerting.changed, pipeline).apply_pending()`` once
+    per tick of the alerting loop.
+    """
+
+    def __init__(self, actions: ActionStore, engine: AlertEngine,
+                 changed: Callable[[list[Alert]], None] = lambda alerts: None,
+                 pipeline: NotificationPipeline | None = None):
+        self.actions, self.engine, self.changed, self.pipeline = actions, engine, changed, pipeline
+        self._handlers: dict[str, Callable[[Command], str]] = {
+            "ack": self._ack, "silence": self._silence, "expire_silence": self._expire}
+
+    def apply_pending(self) -> list[Command]:
+        """Apply every pending command, oldest first; returns them with their outcomes."""
+        done = []
+        for command in self.actions.pending():
+            outcome, detail = self._apply(command)
+            self.actions.finish(command.id, outcome, detail)  # type: ignore[arg-type]
+            LOGGER.info("operator command #%d %s by %s: %s (%s)", command.id, command.kind, command.author,
+                        outcome, detail)
+            done.append(Command(command.id, command.kind, command.payload, command.author, command.source,
+                                command.requested_at, self.actions.clock(), outcome, detail))
+        return done
+
+    def _apply(self, command: Command) -> tuple[str, str]:
+        handler = self._handlers.get(command.kind)
+        if handler is None:
+            return "refused", f"unknown command kind {command.kind!r}"
+        try:
+            return "applied", handler(command)
+        except CommandRefused as exc:
+            return "refused", str(exc)
+        except Exception as exc:  # a bug must not block the queue or stop the alerting loop
+            LOGGER.exception("operator command #%d (%s) failed", command.id, command.kind)
+            return "refused", f"internal error, not applied: {type(exc).__name__}: {exc}"
+
+    def _ack(self, command: Command) -> str:
+        fp = str(command.payload["fingerprint"])
+        current = {a.fingerprint: a for a in self.engine.alerts()}.get(fp)
+        if current is None:
+            stored = self.engine.store.get(fp)
+            if stored is None:
+                raise CommandRefused(f"no alert with fingerprint {fp}")
+            raise CommandRefused(f"alert {stored.rule} {fp} is {stored.state.value}, not pending or firing: "
+                                 "nothing to acknowledge")
+        previous = current.acknowledged_by
+        note = str(command.payload.get("note") or "") or None
+        changed = self.engine.acknowledge(fp, command.author, note, self.actions.clock())
+        acked = {a.fingerprint: a for a in self.engine.alerts()}.get(fp) or self.engine.store.get(fp)
+        if self.pipeline is not None and acked is not None:
+            self.pipeline.acknowledge(acked)
+        if changed:
+            self.changed(changed)
+        detail = f"acknowledged {current.rule} on {current.labels.get('device', current.labels.get('site', '?'))}"
+        return detail + (f" (taking over from {previous})" if previous and previous != command.author else "")
+
+    def _silence(self, command: Command) -> str:
+        payload = command.payload
+        ends_at = float(payload["ends_at"])  # type: ignore[arg-type]
+        if ends_at <= self.actions.clock():
+            raise CommandRefused("the silence had already ended when it was applied")
+        silence_id = self.actions.add_silence(command)
+        self._silences_changed()
+        matchers = ", ".join(f"{k}={v}" for k, v in dict(payload["matchers"]).items())  # type: ignore[call-overload]
+        return f"{payload['kind']} #{silence_id} created for {matchers}"
+
+    def _expire(self, command: Command) -> str:
+        silence_id = int(command.payload["silence_id"])  # type: ignore[call-overload]
+        if not self.actions.expire_silence(silence_id, command.author):
+            raise CommandRefused(f"no active silence #{silence_id} (unknown, or already ended)")
+        self._silences_changed()
+        return f"silence #{silence_id} expired"
+
+    def _silences_changed(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.reload_silences()

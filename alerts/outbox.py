@@ -32,7 +32,11 @@ CREATE INDEX IF NOT EXISTS notify_outbox_due ON notify_outbox (state, next_attem
 CREATE TABLE IF NOT EXISTS notify_log (
     receiver TEXT NOT NULL, group_key TEXT NOT NULL, firing TEXT NOT NULL, resolved TEXT NOT NULL,
     sent_at REAL NOT NULL, PRIMARY KEY (receiver, group_key));
+CREATE TABLE IF NOT EXISTS notify_log_alert (
+    receiver TEXT NOT NULL, group_key TEXT NOT NULL, fingerprint TEXT NOT NULL, first_sent_at REAL NOT NULL,
+    PRIMARY KEY (receiver, group_key, fingerprint));
 """
+ESCALATION_PREFIX = "escalation/"  # group keys of escalations: escalation/<index>:<receiver>
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +81,42 @@ class Outbox:
                 self.conn.execute("INSERT OR REPLACE INTO notify_log VALUES (?, ?, ?, ?, ?)",
                                   (batch.receiver, batch.group_key, json.dumps(sorted(log.firing)),
                                    json.dumps(sorted(log.resolved)), log.sent_at))
+                self._log_alerts(batch.receiver, batch.group_key, log)
         return int(cursor.lastrowid or 0)
+
+    def _log_alerts(self, receiver: str, group_key: str, log: LogEntry) -> None:
+        """Since when each alert of the entry has been notified as firing (kept while it stays firing)."""
+        key = (receiver, group_key)
+        known = {row[0] for row in self.conn.execute(
+            "SELECT fingerprint FROM notify_log_alert WHERE receiver=? AND group_key=?", key)}
+        self.conn.executemany("DELETE FROM notify_log_alert WHERE receiver=? AND group_key=? AND fingerprint=?",
+                              [(*key, fp) for fp in known - log.firing])
+        self.conn.executemany("INSERT INTO notify_log_alert VALUES (?, ?, ?, ?)",
+                              [(*key, fp, log.sent_at) for fp in sorted(log.firing - known)])
+
+    def escalations(self) -> dict[str, tuple[str, float]]:
+        """Alerts escalated and not yet resolved or acknowledged: fingerprint → (receiver, escalated at).
+
+        Read from the notification log, so any process with the SQLite file (the dashboard) can call it.
+        An alert escalated by more than one rule shows its first escalation.
+        """
+        rows = self.conn.execute(
+            "SELECT l.receiver, l.group_key, l.firing, l.sent_at, a.fingerprint, a.first_sent_at FROM notify_log l "
+            "LEFT JOIN notify_log_alert a ON a.receiver = l.receiver AND a.group_key = l.group_key "
+            "WHERE l.group_key LIKE ? ORDER BY l.group_key", (ESCALATION_PREFIX + "%",)).fetchall()
+        first: dict[tuple[str, str, str], float] = {}
+        firing: dict[tuple[str, str], tuple[list[str], float]] = {}
+        for receiver, group_key, fps, sent_at, fp, first_sent_at in rows:
+            firing[(receiver, group_key)] = (json.loads(fps), sent_at)
+            if fp is not None:
+                first[(receiver, group_key, fp)] = first_sent_at
+        out: dict[str, tuple[str, float]] = {}
+        for (receiver, group_key), (fps, sent_at) in firing.items():
+            for fp in fps:
+                at = first.get((receiver, group_key, fp), sent_at)  # logs written before this table: last send
+                if fp not in out or at < out[fp][1]:
+                    out[fp] = (receiver, at)
+        return out
 
     def last_notified(self, receiver: str, group_key: str) -> LogEntry | None:
         """The log entry of a group, or None if it was never notified."""

@@ -3,21 +3,29 @@
 Like Alertmanager's notify.go, each stage takes the alerts of one group and returns those that go on.
 Routing and grouping decide which groups exist and when each is flushed (group_wait, then every
 group_interval); a flush runs the stages, and the last one writes the batch to the durable outbox.
+Silences come from notify.yaml (maintenance windows) and from the operators' stored silences
+(alerts/commands.py), re-read every few seconds and at once when the command applier changes them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from alerts.commands import ActionStore, SilenceRecord
 from alerts.model import Alert, AlertState
 from alerts.notifiers import NotificationBatch, Notifier, batch_status, build_notifiers
 from alerts.notify_config import InhibitRule, Match, NotifyConfig, Route
-from alerts.outbox import Deliverer, LogEntry, Outbox
+from alerts.outbox import ESCALATION_PREFIX, Deliverer, LogEntry, Outbox
 from alerts.watchdog import Watchdog
+from collectors.model import Severity
+
+LOGGER = logging.getLogger("facwatch.notify")
+SILENCE_RELOAD_S = 5.0  # stored silences are re-read at least this often (the applier also says when)
 
 
 class Clock(Protocol):
@@ -51,21 +59,39 @@ class Stage(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Silence:
-    """An operator's mute: matchers, who and why, and an end (required, so no mute lasts forever)."""
+    """An operator's mute: matchers, who and why, and an end (required, so no mute lasts forever).
+
+    ``kind`` is ``silence`` or ``maintenance`` (a maintenance window mutes the same way but is labelled as
+    one); ``silence_id`` is the stored silence's id (None for notify.yaml windows and in-process ones).
+    """
 
     match: Match
     ends_at: float
     reason: str
     author: str
     starts_at: float = 0.0
+    kind: str = "silence"
+    silence_id: int | None = None
 
     def __post_init__(self) -> None:
         if not self.reason.strip() or not self.author.strip():
             raise ValueError("a silence needs a reason and an author")
 
+    @classmethod
+    def from_record(cls, record: SilenceRecord) -> Silence:
+        """The pipeline's form of a silence stored by the operator-command applier."""
+        match = Match(labels=dict(record.matchers),
+                      severity=[Severity(s) for s in record.severities] if record.severities else None)
+        return cls(match, record.ended_at, record.reason, record.author, record.starts_at, record.kind, record.id)
+
     def mutes(self, alert: Alert, now: float) -> bool:
         """True while active and matching."""
         return self.starts_at <= now < self.ends_at and self.match.matches(alert)
+
+    def describe(self) -> str:
+        """E.g. ``maintenance #4 by alice: UPS battery swap``."""
+        number = f" #{self.silence_id}" if self.silence_id is not None else ""
+        return f"{self.kind}{number} by {self.author}: {self.reason}"
 
 
 class InhibitStage:
@@ -92,14 +118,26 @@ class InhibitStage:
 
 
 class SilenceStage:
-    """Drops alerts an active silence or maintenance window matches; expired ones stop muting."""
+    """Drops firing alerts an active silence or maintenance window matches; expired ones stop muting.
 
-    def __init__(self, silences: list[Silence]):
+    Resolved alerts pass: the dedup stage sends a resolve only to receivers that heard the alert fire (a
+    resolve of something never notified is dropped there), so an alert paged before a silence began is
+    not left hanging when it resolves during the silence.
+    """
+
+    def __init__(self, silences: list[Silence], on_muted: Callable[[Alert, Silence], None] | None = None):
         self.silences = silences
+        self.on_muted = on_muted
 
     def process(self, alerts: list[Alert], now: float) -> list[Alert]:
         """The alerts nothing mutes at ``now``."""
-        return [a for a in alerts if not any(s.mutes(a, now) for s in self.silences)]
+        return [a for a in alerts if a.state != AlertState.FIRING or not self._muted(a, now)]
+
+    def _muted(self, alert: Alert, now: float) -> bool:
+        silence = next((s for s in self.silences if s.mutes(alert, now)), None)
+        if silence is not None and self.on_muted is not None:
+            self.on_muted(alert, silence)
+        return silence is not None
 
 
 class DedupStage:
@@ -113,9 +151,12 @@ class DedupStage:
         """All of ``alerts`` if something changed or the repeat interval passed, else none."""
         firing, resolved = _split(alerts)
         last = self.outbox.last_notified(self.receiver, self.group_key)
+        heard = last.firing if last is not None else frozenset()
+        alerts = [a for a in alerts if a.fingerprint in firing or a.fingerprint in heard]  # a resolve nobody
+        resolved &= heard  # heard the firing of is noise
         if last is None:
-            return alerts if firing else []  # a resolve nobody heard the firing of is noise
-        if not firing <= last.firing or resolved & last.firing:
+            return alerts if firing else []
+        if not firing <= last.firing or resolved:
             return alerts
         return alerts if firing and now - last.sent_at >= self.repeat_interval else []
 
@@ -135,6 +176,18 @@ class FanOutStage:
             self.outbox.enqueue(batch, now, LogEntry(firing, resolved, now))
             self.enqueued += 1
         return alerts
+
+
+
+
+def _stored_silences(records: list[SilenceRecord]) -> list[Silence]:
+    silences = []
+    for record in records:
+        try:
+            silences.append(Silence.from_record(record))
+        except ValueError as exc:  # a damaged row must not stop the others from muting
+            LOGGER.error("stored silence #%d ignored: %s", record.id, exc)
+    return silences
 
 
 def _split(alerts: list[Alert]) -> tuple[frozenset[str], frozenset[str]]:
@@ -195,14 +248,18 @@ class NotificationPipeline:
     """
 
     def __init__(self, config: NotifyConfig, outbox: Outbox, clock: Clock | None = None,
-                 notifiers: Mapping[str, Notifier] | None = None):
+                 notifiers: Mapping[str, Notifier] | None = None, actions: ActionStore | None = None):
         self.config = config.file
         self.outbox = outbox
         self.clock = clock or SystemClock()
+        self.actions = actions
         self.groups: dict[str, Group] = {}
         self.latest: dict[str, Alert] = {}
-        self.silences: list[Silence] = [Silence(m.match, m.ends_at, m.reason, "notify.yaml", m.starts_at)
-                                        for m in self.config.maintenance]
+        self.silences: list[Silence] = [Silence(m.match, m.ends_at, m.reason, "notify.yaml", m.starts_at,
+                                                kind="maintenance") for m in self.config.maintenance]
+        self._stored: list[Silence] = []
+        self._stored_at: float | None = None
+        self._muted: set[tuple[str, str]] = set()
         self.inhibit = InhibitStage(list(self.config.inhibit), lambda: list(self.latest.values()))
         self.watchdog = self._watchdog()
         delivery = self.config.delivery
@@ -218,8 +275,42 @@ class NotificationPipeline:
         return Watchdog(self.outbox, dog.receiver, dog.interval_minutes * 60, self.clock.now())
 
     def add_silence(self, silence: Silence) -> None:
-        """Mute matching alerts until the silence ends."""
+        """Mute matching alerts until the silence ends (in this process only; operators use the store)."""
         self.silences.append(silence)
+
+    def reload_silences(self) -> None:
+        """Re-read the stored silences at the next flush (the applier calls this after a change)."""
+        self._stored_at = None
+
+    def active_silences(self, now: float) -> list[Silence]:
+        """notify.yaml windows, in-process silences and the store's silences (re-read every few seconds)."""
+        if self.actions is not None and (self._stored_at is None or now - self._stored_at >= SILENCE_RELOAD_S):
+            self._stored = _stored_silences(self.actions.silences(now=now))
+            self._stored_at = now
+        return [s for s in (*self.silences, *self._stored) if s.starts_at <= now < s.ends_at]
+
+    def muted_by(self, alert: Alert, now: float | None = None) -> Silence | None:
+        """The silence or maintenance window muting ``alert`` now, if any."""
+        now = self.clock.now() if now is None else now
+        return next((s for s in self.active_silences(now) if s.mutes(alert, now)), None)
+
+    def _silence_stage(self, now: float) -> SilenceStage:
+        return SilenceStage(self.active_silences(now), self._log_muted)
+
+    def _log_muted(self, alert: Alert, silence: Silence) -> None:
+        key = (alert.fingerprint, silence.describe())
+        if key not in self._muted:  # once per alert and silence, not on every flush
+            self._muted.add(key)
+            LOGGER.info("%s %s muted by %s", alert.rule, dict(alert.labels), silence.describe())
+
+    def acknowledge(self, alert: Alert) -> None:
+        """Take an acknowledged copy of an alert: escalation stops, and an escalated one gets its resolve."""
+        if alert.fingerprint not in self.latest:
+            return
+        self.latest[alert.fingerprint] = alert
+        for group in self.groups.values():
+            if alert.fingerprint in group.alerts:
+                group.alerts[alert.fingerprint] = alert
 
     def submit(self, alerts: list[Alert]) -> None:
         """Take the engine's current firing and resolved alerts; pending and inactive ones are ignored."""
@@ -252,7 +343,7 @@ class NotificationPipeline:
         group.next_flush = now + policy.group_interval
         fan_out = FanOutStage(self.outbox, policy.receiver, group.key, group.labels)
         self._run_stages(list(group.alerts.values()), now, [
-            self.inhibit, SilenceStage(self.silences),
+            self.inhibit, self._silence_stage(now),
             DedupStage(self.outbox, policy.receiver, group.key, policy.repeat_interval), fan_out])
         for fp, alert in list(group.alerts.items()):
             if alert.state == AlertState.RESOLVED:
@@ -269,20 +360,42 @@ class NotificationPipeline:
         return alerts
 
     def _escalate(self, now: float) -> int:
-        """Firing alerts nobody acked within an escalation's time also go to its receiver."""
+        """Firing alerts nobody acked within an escalation's time also go to its receiver.
+
+        Once such an alert resolves or is acknowledged, the receiver gets the resolve (not left hanging).
+        """
         enqueued = 0
         for i, rule in enumerate(self.config.escalations):
+            key = f"{ESCALATION_PREFIX}{i}:{rule.receiver}"
             overdue = [a for a in self.latest.values() if a.state == AlertState.FIRING and not a.acknowledged_by
                        and rule.match.matches(a) and now - (a.fired_at or now) >= rule.after_minutes * 60]
-            if not overdue:
+            ended = self._escalation_ended(rule.receiver, key, {a.fingerprint for a in overdue})
+            if not overdue and not ended:
                 continue
-            key = f"escalation/{i}:{rule.receiver}"
             fan_out = FanOutStage(self.outbox, rule.receiver, key, {})
             repeat = self.config.route.repeat_interval or 0.0
-            self._run_stages(overdue, now, [self.inhibit, SilenceStage(self.silences),
-                                            DedupStage(self.outbox, rule.receiver, key, repeat), fan_out])
+            self._run_stages(overdue + ended, now, [self.inhibit, self._silence_stage(now),
+                                                    DedupStage(self.outbox, rule.receiver, key, repeat), fan_out])
             enqueued += fan_out.enqueued
         return enqueued
+
+    def _escalation_ended(self, receiver: str, key: str, overdue: set[str]) -> list[Alert]:
+        """Escalated alerts that have since resolved or been acknowledged, as resolves for the receiver."""
+        last = self.outbox.last_notified(receiver, key)
+        if last is None:
+            return []
+        ended = []
+        for fp in last.firing - overdue:
+            alert = self.latest.get(fp)
+            if alert is None:
+                continue  # not known since a restart: the engine re-submits what still fires
+            if alert.state == AlertState.FIRING and alert.acknowledged_by:
+                note = f"acknowledged by {alert.acknowledged_by}"
+                alert = replace(alert, state=AlertState.RESOLVED, resolved_at=alert.acknowledged_at,
+                                annotations={**alert.annotations, "escalation": f"ended: {note}"})
+            if alert.state == AlertState.RESOLVED:
+                ended.append(alert)
+        return ended
 
     async def step(self) -> int:
         """One turn of the loop: flush due groups, deliver due rows; returns rows delivered."""
@@ -297,6 +410,7 @@ class NotificationPipeline:
         live = {fp for g in self.groups.values() for fp in g.alerts}
         for fp in [fp for fp, a in self.latest.items() if a.state == AlertState.RESOLVED and fp not in live]:
             del self.latest[fp]
+        self._muted = {key for key in self._muted if key[0] in self.latest}
 
     async def run(self, tick: float = 1.0) -> None:
         """Flush and deliver forever (cancel the task to stop)."""

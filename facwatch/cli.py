@@ -75,11 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     _notify_option(collect)
     collect.set_defaults(handler=cmd_run, no_dashboard=True)
 
-    alerts = sub.add_parser("alerts", help="alert rules: run YAML rule tests (like promtool test rules)")
+    alerts = sub.add_parser("alerts", help="alerts: list, acknowledge, silence, history; rule tests")
     alerts_sub = alerts.add_subparsers(required=True, metavar="ACTION")
     alerts_test = alerts_sub.add_parser("test", help="run rule tests: input series on a timeline → expected alerts")
     alerts_test.add_argument("files", nargs="+", type=Path)
     alerts_test.set_defaults(handler=cmd_alerts_test)
+    _operator_commands(alerts_sub)
 
     dash = sub.add_parser("dashboard", help="the dashboard alone, reading the store another process writes")
     dash.add_argument("-c", "--config", required=True, type=Path)
@@ -87,6 +88,60 @@ def _parser() -> argparse.ArgumentParser:
     dash.add_argument("--port", type=int)
     dash.set_defaults(handler=cmd_dashboard)
     return parser
+
+
+def _operator_commands(alerts_sub) -> None:
+    """``facwatch alerts list|ack|silence|silences|expire|history``: operator actions through the store."""
+    from alerts.commands import SEVERITIES
+
+    listing = _store_parser(alerts_sub, "list", "alerts pending or firing (--all: every stored alert)")
+    listing.add_argument("--all", action="store_true", help="also resolved and inactive alerts")
+    listing.set_defaults(handler=cmd_alerts_list)
+
+    ack = _store_parser(alerts_sub, "ack", "acknowledge an alert (applied by the running collector)")
+    ack.add_argument("fingerprint", help="the alert's fingerprint (or a unique prefix) from `facwatch alerts list`")
+    _author_options(ack)
+    ack.add_argument("--note", default="", help="what you are doing about it")
+    ack.set_defaults(handler=cmd_alerts_ack)
+
+    silence = _store_parser(alerts_sub, "silence", "mute notifications of matching alerts until an expiry")
+    silence.add_argument("--match", action="append", required=True, metavar="KEY=VALUE",
+                         help="a label that must be equal (repeat for more; alertname=RULE matches the rule)")
+    until = silence.add_mutually_exclusive_group(required=True)
+    until.add_argument("--for", dest="duration", metavar="DURATION", help="how long, e.g. 30m, 2h, 1d (≤ 31 days)")
+    until.add_argument("--until", metavar="ISO", help="end time, e.g. 2026-11-23T06:00 (local time without offset)")
+    silence.add_argument("--reason", required=True, help="why (a ticket, a change number)")
+    _author_options(silence)
+    silence.add_argument("--maintenance", action="store_true", help="record it as a maintenance window")
+    silence.add_argument("--severity", action="append", choices=SEVERITIES,
+                         help="mute only these severities (repeat for more; default: all)")
+    silence.set_defaults(handler=cmd_alerts_silence)
+
+    silences = _store_parser(alerts_sub, "silences", "active and upcoming silences (--all: also ended ones)")
+    silences.add_argument("--all", action="store_true")
+    silences.set_defaults(handler=cmd_alerts_silences)
+
+    expire = _store_parser(alerts_sub, "expire", "end a silence or maintenance window now")
+    expire.add_argument("silence_id", type=int, metavar="ID")
+    _author_options(expire)
+    expire.set_defaults(handler=cmd_alerts_expire)
+
+    history = _store_parser(alerts_sub, "history", "who did what: operator commands with their outcome")
+    history.add_argument("--limit", type=int, default=50)
+    history.set_defaults(handler=cmd_alerts_history)
+
+
+def _store_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG, help="site config (finds the store)")
+    parser.add_argument("--data-dir", type=Path, help="the folder of facwatch.db, as given to run/demo")
+    return parser
+
+
+def _author_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--by", required=True, metavar="NAME", help="who you are (recorded with the action)")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait (up to 10 s) for the collector to apply it and print the outcome")
 
 
 def _notify_option(parser: argparse.ArgumentParser) -> None:
@@ -159,6 +214,227 @@ def cmd_alerts_test(args: argparse.Namespace) -> int:
         print(text)
         all_ok = all_ok and ok
     return 0 if all_ok else 1
+
+
+def _store_file(args: argparse.Namespace) -> Path:
+    """The SQLite file of the site, which must exist: a command nobody will apply is worse than an error."""
+    from facwatch.runtime import store_path
+
+    path = store_path(load_site(args.config), args.data_dir)
+    if not path.exists():
+        raise _UsageError(f"no facwatch store at {path}: is `facwatch run/demo` running with this config "
+                          "(and --data-dir)?")
+    return path
+
+
+class _UsageError(Exception):
+    """A problem with what the operator asked for: printed, exit status 2."""
+
+
+def _operator(handler):
+    """Print validation errors and exit 2, as argparse does for bad arguments."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (_UsageError, ValueError) as exc:
+            print(f"facwatch alerts: {exc}", file=sys.stderr)
+            return 2
+    run.__doc__ = handler.__doc__
+    return run
+
+
+def _when(ts: float | None) -> str:
+    """A Unix time as local time to the second; '-' for none."""
+    import datetime as dt
+
+    return "-" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _source() -> str:
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli {user}@{socket.gethostname()}"
+
+
+@_operator
+def cmd_alerts_list(args: argparse.Namespace) -> int:
+    """``facwatch alerts list``: the stored alerts, firing first."""
+    from alerts.state import AlertStateStore
+
+    store = AlertStateStore(_store_file(args))
+    alerts = list(store.load().values())
+    store.close()
+    if not args.all:
+        alerts = [a for a in alerts if a.state.value in ("pending", "firing")]
+    order = {"firing": 0, "pending": 1, "resolved": 2, "inactive": 3}
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    alerts.sort(key=lambda a: (order.get(a.state.value, 9), rank.get(a.severity.value, 9), -_since(a)))
+    rows = [("FINGERPRINT", "RULE", "STATE", "SEVERITY", "SINCE", "ACKED BY", "LABELS")]
+    for a in alerts:
+        labels = " ".join(f"{k}={v}" for k, v in sorted(a.labels.items()) if k != "site")
+        rows.append((a.fingerprint, a.rule, a.state.value, a.severity.value, _when(_since(a) or None),
+                     a.acknowledged_by or "-", labels))
+    print(_table(rows) if alerts else "no alerts" + ("" if args.all else " pending or firing (--all for every one)"))
+    return 0
+
+
+def _since(alert) -> float:
+    times = {"firing": alert.fired_at, "pending": alert.active_since, "resolved": alert.resolved_at}
+    return times.get(alert.state.value) or alert.updated_at or 0.0
+
+
+def _fingerprint(path: Path, given: str) -> str:
+    """A unique prefix expanded to the full fingerprint; anything else as given (the applier judges it)."""
+    from alerts.state import AlertStateStore
+
+    store = AlertStateStore(path)
+    found = [fp for fp in store.load() if fp.startswith(given)]
+    store.close()
+    if len(found) > 1 and given not in found:
+        raise _UsageError(f"fingerprint prefix {given!r} matches {len(found)} alerts: give more of it")
+    return found[0] if len(found) == 1 else given
+
+
+@_operator
+def cmd_alerts_ack(args: argparse.Namespace) -> int:
+    """``facwatch alerts ack FP --by NAME``: queue an acknowledgement."""
+    path = _store_file(args)
+    fp = _fingerprint(path, args.fingerprint)
+    return _request(args, path, lambda actions: actions.request_ack(fp, args.by, args.note, source=_source()),
+                    f"acknowledge {fp}")
+
+
+@_operator
+def cmd_alerts_silence(args: argparse.Namespace) -> int:
+    """``facwatch alerts silence --match k=v (--for D | --until T) --reason R --by NAME``: queue a silence."""
+    import time
+
+    from config.durations import parse_duration
+
+    matchers = {}
+    for item in args.match:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise _UsageError(f"--match {item!r}: write it as key=value, e.g. device=dh1-ups-a")
+        matchers[key.strip()] = value.strip()
+    now = time.time()
+    ends_at = now + parse_duration(args.duration) if args.duration else _iso_time(args.until)
+    kind = "maintenance" if args.maintenance else "silence"
+    severities = tuple(args.severity) if args.severity else None
+    what = f"{kind} of {', '.join(f'{k}={v}' for k, v in matchers.items())} until {_when(ends_at)}"
+    return _request(args, _store_file(args), lambda actions: actions.request_silence(
+        matchers, ends_at, args.reason, args.by, kind=kind, severities=severities, source=_source()), what)
+
+
+def _iso_time(text: str) -> float:
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _UsageError(f"--until {text!r}: not an ISO 8601 time like 2026-11-23T06:00") from None
+    return when.timestamp()  # without an offset: local time
+
+
+@_operator
+def cmd_alerts_expire(args: argparse.Namespace) -> int:
+    """``facwatch alerts expire ID --by NAME``: queue the end of a silence."""
+    return _request(args, _store_file(args), lambda actions: actions.request_expire(
+        args.silence_id, args.by, source=_source()), f"expire silence #{args.silence_id}")
+
+
+def _request(args: argparse.Namespace, path: Path, ask, what: str) -> int:
+    import time
+
+    from alerts.commands import ActionStore
+
+    actions = ActionStore(path)
+    try:
+        command_id = ask(actions)
+        print(f"command #{command_id} queued: {what}. The running collector applies it within a second "
+              "(see `facwatch alerts history`).")
+        beat = actions.heartbeats().get("alerting")
+        if beat is None or time.time() - beat.at > 10:
+            since = "never" if beat is None else f"last at {_when(beat.at)}"
+            print(f"warning: the alerting loop is not running ({since}); the command waits until it is.",
+                  file=sys.stderr)
+        return _wait(actions, command_id) if args.wait else 0
+    finally:
+        actions.close()
+
+
+def _wait(actions, command_id: int) -> int:
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done = next((c for c in actions.history(50) if c.id == command_id and c.outcome), None)
+        if done is not None:
+            print(f"command #{command_id} {done.outcome}: {done.detail}")
+            return 0 if done.outcome == "applied" else 1
+        time.sleep(0.2)
+    print(f"command #{command_id} not applied within 10 s (is the collector running?)", file=sys.stderr)
+    return 1
+
+
+@_operator
+def cmd_alerts_silences(args: argparse.Namespace) -> int:
+    """``facwatch alerts silences``: active and upcoming silences (``--all``: also ended)."""
+    import time
+
+    from alerts.commands import ActionStore
+
+    actions = ActionStore(_store_file(args))
+    records = actions.silences(include_ended=args.all)
+    actions.close()
+    now = time.time()
+    rows = [("ID", "KIND", "STATE", "MATCHERS", "SEVERITY", "STARTS", "ENDS", "BY", "REASON")]
+    for r in records:
+        state = "active" if r.active(now) else "upcoming" if r.starts_at > now else (
+            f"expired by {r.expired_by}" if r.expired_by else "ended")
+        rows.append((str(r.id), r.kind, state, " ".join(f"{k}={v}" for k, v in sorted(r.matchers.items())),
+                     ",".join(r.severities) if r.severities else "all", _when(r.starts_at), _when(r.ended_at),
+                     r.author, r.reason))
+    print(_table(rows) if records else "no silences" + ("" if args.all else " active or upcoming (--all for ended)"))
+    return 0
+
+
+@_operator
+def cmd_alerts_history(args: argparse.Namespace) -> int:
+    """``facwatch alerts history``: operator commands, newest first, with their outcome."""
+    from alerts.commands import ActionStore
+
+    actions = ActionStore(_store_file(args))
+    commands = actions.history(args.limit)
+    actions.close()
+    rows = [("ID", "REQUESTED", "BY", "SOURCE", "ACTION", "OUTCOME", "DETAIL")]
+    for c in commands:
+        rows.append((str(c.id), _when(c.requested_at), c.author, c.source, _describe(c), c.outcome or "pending",
+                     c.detail or ""))
+    print(_table(rows) if commands else "no operator commands yet")
+    return 0
+
+
+def _describe(command) -> str:
+    p = command.payload
+    if command.kind == "ack":
+        return f"ack {p.get('fingerprint')}" + (f" ({p['note']})" if p.get("note") else "")
+    if command.kind == "silence":
+        matchers = ",".join(f"{k}={v}" for k, v in dict(p.get("matchers") or {}).items())
+        return f"{p.get('kind', 'silence')} {matchers} until {_when(p.get('ends_at'))}: {p.get('reason')}"
+    if command.kind == "expire_silence":
+        return f"expire silence #{p.get('silence_id')}"
+    return command.kind
 
 
 def cmd_scenario(args: argparse.Namespace) -> int:

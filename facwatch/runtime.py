@@ -30,10 +30,14 @@ class ReadingWriter:
     ``max_batch`` readings), so SQLite sees few, large transactions.
     """
 
-    def __init__(self, store: WriteStore, *, flush_s: float = 1.0, max_batch: int = 5000):
+    def __init__(self, store: WriteStore, *, flush_s: float = 1.0, max_batch: int = 5000,
+                 heartbeat: Callable[[], None] | None = None, beat_every_s: float = 1.0):
         self._store = store
         self._flush_s = flush_s
         self._max_batch = max_batch
+        self._heartbeat = heartbeat  # "collector" is alive: called after a written batch, at most once per beat_every_s
+        self._beat_every_s = beat_every_s
+        self._next_beat = 0.0
         self._queue: queue.SimpleQueue[Sequence[Reading] | _Events | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="reading-writer", daemon=True)
         self.written = 0
@@ -96,6 +100,17 @@ class ReadingWriter:
             self.written += len(batch)
         except Exception:  # a store error must not kill the writer; the readings are logged as lost
             log.exception("store write failed; %d readings lost", len(batch))
+            return
+        self._beat()
+
+    def _beat(self) -> None:
+        if self._heartbeat is None or time.monotonic() < self._next_beat:
+            return
+        self._next_beat = time.monotonic() + self._beat_every_s
+        try:
+            self._heartbeat()
+        except Exception:  # the dashboard then shows the collector as down: better than losing readings
+            log.exception("collector heartbeat failed")
 
     def _retain(self) -> None:
         try:
@@ -132,9 +147,14 @@ async def _cancel(task: asyncio.Task) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
+def store_path(site: Site, data_dir: Path | None = None) -> Path:
+    """Where the site's SQLite file is: ``data_dir/facwatch.db`` if given, else the config's storage path."""
+    return data_dir / "facwatch.db" if data_dir is not None else site.storage_path()
+
+
 def open_store(site: Site, data_dir: Path | None = None) -> SqliteStore:
     """The site's SQLite store (in ``data_dir`` if given), its folder created on first use."""
-    path = data_dir / "facwatch.db" if data_dir is not None else site.storage_path()
+    path = store_path(site, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteStore(path, retention_days=site.config.storage.retention_days)
 
@@ -222,19 +242,27 @@ class Alerting:
     """The alert engine beside the collectors: it sees every reading as it arrives (DESIGN.md §3.5).
 
     Changed alerts are logged and, when a notify config is given, handed to the notification
-    pipeline (durable outbox, retries, grouping). A tick drives the time-based transitions.
+    pipeline (durable outbox, retries, grouping, silences). A tick drives the time-based transitions
+    and the ``alerting`` heartbeat; operator commands (acks, silences) are applied every
+    COMMAND_TICK_S, so a click in the dashboard shows within a second.
     """
 
     TICK_S = 2.0
+    COMMAND_TICK_S = 0.5
 
     def __init__(self, site: Site, db_path: Path, notify_path: Path | None = None):
+        from alerts.commands import ActionStore, CommandApplier
         from alerts.engine import AlertEngine
         from alerts.rules import load_rules
         from alerts.state import AlertStateStore
 
         self.state = AlertStateStore(db_path)
         self.engine = AlertEngine(site, load_rules(), self.state)
-        self.pipeline = _pipeline(notify_path, db_path) if notify_path is not None else None
+        self.actions = ActionStore(db_path)
+        self.pipeline = _pipeline(notify_path, db_path, self.actions) if notify_path is not None else None
+        self.applier = CommandApplier(self.actions, self.engine, self._changed, self.pipeline)
+        if self.pipeline is not None:  # after a restart: dedup knows what was paged, escalation goes on
+            self.pipeline.submit([a for a in self.engine.alerts() if a.state.value == "firing"])
 
     def observe(self, readings: Sequence[Reading]) -> None:
         """Evaluate a poll's readings (called from the collector's event loop)."""
@@ -249,26 +277,54 @@ class Alerting:
         if alerts and self.pipeline is not None:
             self.pipeline.submit(alerts)
 
+    def apply_commands(self) -> None:
+        """Apply pending operator commands; a failure is logged, never fatal to the loop."""
+        try:
+            self.applier.apply_pending()
+        except Exception:  # e.g. the database locked for longer than its timeout: try again next time
+            log.exception("applying operator commands failed")
+
+    def tick(self, now: float) -> None:
+        """Time-driven alert transitions, then the ``alerting`` heartbeat."""
+        self._changed(self.engine.tick(now))
+        try:
+            self.actions.beat("alerting", now)
+        except Exception:
+            log.exception("alerting heartbeat failed")
+
     async def run(self) -> None:
-        """Tick the engine (and run the pipeline's delivery loop) until cancelled."""
+        """Apply commands, tick the engine (and run the pipeline's delivery loop) until cancelled."""
         delivery = asyncio.create_task(self.pipeline.run()) if self.pipeline is not None else None
+        next_tick = time.monotonic()
         try:
             while True:
-                await asyncio.sleep(self.TICK_S)
-                self._changed(self.engine.tick(time.time()))
+                self.apply_commands()
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self.TICK_S
+                    self.tick(time.time())
+                await asyncio.sleep(self.COMMAND_TICK_S)
         finally:
             if delivery is not None:
                 delivery.cancel()
                 await asyncio.gather(delivery, return_exceptions=True)
             self.state.close()
+            self.actions.close()
 
 
-def _pipeline(notify_path: Path, db_path: Path):
+def _pipeline(notify_path: Path, db_path: Path, actions):
     from alerts.notify_config import load_notify_config
     from alerts.outbox import Outbox
     from alerts.pipeline import NotificationPipeline
 
-    return NotificationPipeline(load_notify_config(notify_path), Outbox(db_path))
+    return NotificationPipeline(load_notify_config(notify_path), Outbox(db_path), actions=actions)
+
+
+def collector_heartbeat(db_path: Path) -> Callable[[], None]:
+    """A heartbeat for the reading writer's thread: ``collector`` is alive (on a connection of its own)."""
+    from alerts.commands import ActionStore
+
+    actions = ActionStore(db_path)
+    return lambda: actions.beat("collector")
 
 
 def fan_out(*sinks: Callable[[list[Reading]], None]) -> Callable[[list[Reading]], None]:
@@ -301,7 +357,7 @@ async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Pat
                    notify: Path | None = None) -> None:
     """Collectors + store + alerts (+ simulators for the demo) (+ dashboard), until SIGINT/SIGTERM."""
     store = open_store(site, data_dir)
-    writer = ReadingWriter(store)
+    writer = ReadingWriter(store, heartbeat=collector_heartbeat(store.path))
     alerting = Alerting(site, store.path, notify)
     web = start_dashboard(site, store, port=port, simulate=simulate) if dashboard else None
     try:

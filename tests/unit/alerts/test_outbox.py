@@ -146,3 +146,15 @@ def test_watchdog_sends_every_interval_and_survives_restart(tmp_path):
     assert sent == [0, 120, 240, 360, 480]
     restarted = Watchdog(Outbox(db), "deadman", interval=120, started=T0 + 590)
     assert not restarted.tick(T0 + 590) and restarted.tick(T0 + 600)
+
+
+def test_escalations_keep_the_first_escalation_time_and_drop_ended_alerts(tmp_path):
+    db = tmp_path / "facwatch.db"
+    outbox = Outbox(db)
+    key = "escalation/0:boss"
+    outbox.enqueue(batch("boss", key), T0, LogEntry(frozenset({"fp-a"}), frozenset(), T0))
+    outbox.enqueue(batch("boss", key), T0 + 60, LogEntry(frozenset({"fp-a", "fp-b"}), frozenset(), T0 + 60))
+    outbox.enqueue(batch("pager", "0:pager:site=s1"), T0, LogEntry(frozenset({"fp-c"}), frozenset(), T0))
+    assert Outbox(db).escalations() == {"fp-a": ("boss", T0), "fp-b": ("boss", T0 + 60)}  # a reader elsewhere
+    outbox.enqueue(batch("boss", key), T0 + 90, LogEntry(frozenset({"fp-b"}), frozenset({"fp-a"}), T0 + 90))
+    assert Outbox(db).escalations() == {"fp-b": ("boss", T0 + 60)}

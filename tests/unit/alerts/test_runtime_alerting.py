@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from alerts.model import AlertState
 from collectors.model import Reading
@@ -34,3 +35,20 @@ def test_fan_out_hands_every_batch_to_every_sink():
     sink = fan_out(seen_a.append, seen_b.append)
     sink(["r1"])
     assert seen_a == seen_b == [["r1"]]
+
+
+def test_after_a_restart_firing_alerts_are_back_in_the_pipeline_without_a_repage(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACWATCH_WEBHOOK_KEY", "k")
+    site = load_site(SKELETON_CONFIG)
+    db = tmp_path / "facwatch.db"
+    notify = Path(__file__).resolve().parents[3] / "config" / "notify.yaml"
+    first = Alerting(site, db, notify)
+    now = time.time()
+    first.observe([Reading("dh1-ups-a", "output.source", now, 5.0, text="battery")])
+    first.tick(now)
+    fp = next(a.fingerprint for a in first.engine.alerts() if a.rule == "ups_on_battery")
+    first.state.close()
+
+    restarted = Alerting(site, db, notify)  # escalation and resolves need the pipeline to know what fires
+    assert fp in restarted.pipeline.latest
+    restarted.state.close()
