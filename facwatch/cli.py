@@ -12,6 +12,7 @@ from pathlib import Path
 
 from config.load import Site, load_site
 from config.yamlfile import ConfigError
+from evidence.cli import add_parser as add_evidence_parser
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "sites" / "demo.yaml"
 
@@ -87,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     dash.add_argument("--data-dir", type=Path)
     dash.add_argument("--port", type=int)
     dash.set_defaults(handler=cmd_dashboard)
+    add_evidence_parser(sub)
     return parser
 
 

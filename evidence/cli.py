@@ -1,0 +1,182 @@
+"""``facwatch evidence …``: export a signed evidence pack, verify a pack, verify the live audit log.
+
+Exit codes: 0 done / intact, 1 tampered or the export failed, 2 usage (bad arguments, missing file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from config.load import Site
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "sites" / "demo.yaml"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``evidence export|verify|verify-log`` to the ``facwatch`` sub-commands."""
+    evidence = subparsers.add_parser("evidence", help="auditor evidence: export a signed pack, verify it")
+    actions = evidence.add_subparsers(required=True, metavar="ACTION")
+
+    export = actions.add_parser("export", help="write a signed evidence pack (zip) for a period")
+    export.add_argument("--from", dest="start", required=True, type=start_of,
+                        help="first day (YYYY-MM-DD, UTC) or an ISO time")
+    export.add_argument("--to", dest="end", required=True, type=end_of,
+                        help="last day, inclusive (YYYY-MM-DD, UTC), or an ISO time (exclusive)")
+    export.add_argument("-o", "--output", required=True, type=Path, help="the pack to write, e.g. pack.zip")
+    export.add_argument("--reveal-names", action="store_true",
+                        help="keep personal names instead of pseudonyms (needs --reason; audit-logged)")
+    export.add_argument("--reason", help="why names are revealed (recorded in the audit log)")
+    export.add_argument("--actor", help="who exports (default: the login name)")
+    _store_options(export)
+    export.set_defaults(handler=cmd_export)
+
+    verify = actions.add_parser("verify", help="verify a pack on its own: signature, hashes, audit chain")
+    verify.add_argument("pack", type=Path)
+    verify.add_argument("--trusted-key", action="append", dest="trusted_keys", metavar="KEY_ID",
+                        help="accept only packs signed by this key id (repeatable)")
+    verify.set_defaults(handler=cmd_verify)
+
+    verify_log = actions.add_parser("verify-log", help="verify the audit log in the live database")
+    verify_log.add_argument("--known-head", action="append", dest="known_heads", default=[], type=_head,
+                            metavar="PACK_OR_SEQ:HASH", help="an earlier pack (its head is read) or seq:hash the "
+                            "log must still contain (repeatable)")
+    _store_options(verify_log)
+    verify_log.set_defaults(handler=cmd_verify_log)
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, help="the SQLite file (default: the site config's; without the config, "
+                                                "envelope compliance is left out)")
+    parser.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG, help="site config (for the store path)")
+    parser.add_argument("--data-dir", type=Path, help="as for `facwatch run`: the folder of facwatch.db")
+    parser.add_argument("--key-file", type=Path, help="Ed25519 signing key (default: FACWATCH_AUDIT_KEY, "
+                                                        "FACWATCH_AUDIT_KEY_FILE, or one beside the database)")
+
+
+def start_of(text: str) -> datetime:
+    """A ``--from`` value: a date means its midnight UTC; an ISO time without zone means UTC."""
+    return _parse(text, end=False)
+
+
+def end_of(text: str) -> datetime:
+    """A ``--to`` value: a date means the END of that day (inclusive); an ISO time is taken as is."""
+    return _parse(text, end=True)
+
+
+def _parse(text: str, end: bool) -> datetime:
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return moment + timedelta(days=1) if end else moment
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD) or ISO time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _head(text: str) -> tuple[int, str]:
+    """A known head: ``SEQ:HASH`` or the path of an earlier pack whose audit/chain.json names its head."""
+    seq, _, digest = text.partition(":")
+    if seq.isdigit() and len(digest) == 64:
+        return int(seq), digest
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(text) as pack:
+            head = json.loads(pack.read("audit/chain.json"))["head"]
+        return int(head["seq"]), str(head["hash"])
+    except (OSError, zipfile.BadZipFile, KeyError, TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"neither SEQ:HASH nor a pack with a head: {text!r}") from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``facwatch evidence export``: 0 written, 1 failed (nothing written), 2 usage."""
+    from evidence.auditlog import AuditWriteError
+    from evidence.keys import SigningKeyError, load_signing_key
+    from evidence.pack import export_pack
+    from evidence.providers import pack_providers
+
+    if args.reveal_names and not args.reason:
+        return _usage("--reveal-names needs --reason TEXT (it is recorded in the audit log)")
+    if args.end <= args.start:
+        return _usage("--to must be after --from")
+    db_path, site = _store(args)
+    if not db_path.exists():
+        return _usage(f"no database at {db_path}")
+    if site is None:
+        _progress("--db without a site config: envelope compliance is left out")
+    try:
+        key = load_signing_key(db_path.parent, key_file=args.key_file)
+        summary = export_pack(db_path, args.start.timestamp(), args.end.timestamp(), args.output,
+                              providers=pack_providers(site), reveal_names=args.reveal_names, reason=args.reason,
+                              actor=args.actor, key=key, site=site.config.site.id if site else "facwatch",
+                              progress=_progress)
+    except ValueError as exc:  # SigningKeyError included
+        kind = "signing key" if isinstance(exc, SigningKeyError) else "export"
+        print(f"evidence export: {kind}: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, SigningKeyError) else 2
+    except AuditWriteError as exc:
+        print(f"evidence export refused: the audit log cannot record it ({exc})", file=sys.stderr)
+        return 1
+    except (sqlite3.Error, OSError) as exc:
+        print(f"evidence export failed, nothing written: {exc}", file=sys.stderr)
+        return 1
+    rows = ", ".join(f"{name} {count}" for name, count in summary.rows.items())
+    print(f"{summary.path}: signed by key {summary.key_id}; {rows}; export recorded as audit seq {summary.export_seq}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``facwatch evidence verify``: 0 intact, 1 tampered or damaged, 2 no such file."""
+    from evidence.verify import verify_pack
+
+    if not args.pack.is_file():
+        return _usage(f"no such file: {args.pack}")
+    report = verify_pack(args.pack, trusted_key_ids=args.trusted_keys)
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def cmd_verify_log(args: argparse.Namespace) -> int:
+    """``facwatch evidence verify-log``: 0 intact, 1 tampered, 2 no database."""
+    from evidence.verify import verify_log
+
+    db_path, _ = _store(args)
+    if not db_path.exists():
+        return _usage(f"no database at {db_path}")
+    trusted = None
+    if args.key_file is not None:
+        from evidence.keys import read_key_file
+
+        key = read_key_file(args.key_file)
+        trusted = {key.key_id: key.public_key()}
+    report = verify_log(db_path, trusted_keys=trusted, known_heads=args.known_heads)
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def _store(args: argparse.Namespace) -> tuple[Path, Site | None]:
+    """The database file and, when it came from a site config, the site."""
+    if args.db is not None:
+        return args.db, None
+    from config.load import load_site
+
+    site = load_site(args.config)
+    return (args.data_dir / "facwatch.db" if args.data_dir is not None else site.storage_path()), site
+
+
+def _progress(message: str) -> None:
+    print(f"evidence export: {message}", file=sys.stderr, flush=True)
+
+
+def _usage(message: str) -> int:
+    print(f"facwatch evidence: {message}", file=sys.stderr)
+    return 2
