@@ -34,6 +34,7 @@ check: $(STAMP)
 
 bench: $(STAMP) peers
 	$(BIN)/python bench/run.py --out bench/results/latest.json --markdown bench/results/latest.md
+	$(BIN)/python bench/bench_influx.py --out bench/results/influx.json
 
 # Installs the Debian peers when root and something is missing; otherwise says what to install.
 peers:
