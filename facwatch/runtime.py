@@ -15,6 +15,7 @@ from pathlib import Path
 
 from collectors.model import Event, Reading, Severity
 from config.load import Site
+from evidence.detectors import EvidenceRecorder
 from storage.base import WriteStore
 from storage.sqlite import SqliteStore
 
@@ -328,12 +329,30 @@ def collector_heartbeat(db_path: Path) -> Callable[[], None]:
 
 
 def fan_out(*sinks: Callable[[list[Reading]], None]) -> Callable[[list[Reading]], None]:
-    """One sink that hands every batch to several (store writer, alert engine)."""
+    """One sink that hands every batch to several (store writer, alert engine, evidence detectors).
+
+    A sink that raises is logged and the others still get the batch: a detector bug must never
+    cost the store its readings or the engine its alerts.
+    """
 
     def put(readings: list[Reading]) -> None:
         for sink in sinks:
-            sink(readings)
+            try:
+                sink(readings)
+            except Exception:
+                log.exception("reading sink %s failed; the other sinks still got the batch",
+                              getattr(sink, "__qualname__", sink))
     return put
+
+
+async def evidence_ticks(recorder, every_s: float = 60.0) -> None:
+    """Close generator runs and power incidents whose data stopped (the recorder's clock-driven part)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            recorder.tick(time.time())
+        except Exception:
+            log.exception("evidence tick failed")
 
 
 async def run_collectors(site: Site, sink: Callable[[list[Reading]], None],
@@ -359,10 +378,12 @@ async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Pat
     store = open_store(site, data_dir)
     writer = ReadingWriter(store, heartbeat=collector_heartbeat(store.path))
     alerting = Alerting(site, store.path, notify)
+    evidence = EvidenceRecorder(site, store.path)
     web = start_dashboard(site, store, port=port, simulate=simulate) if dashboard else None
     try:
         async with contextlib.AsyncExitStack() as stack:
-            sink: Callable[[list[Reading]], None] = fan_out(writer.put, alerting.observe)
+            # evidence last: the store and the alerts come first
+            sink: Callable[[list[Reading]], None] = fan_out(writer.put, alerting.observe, evidence.observe)
             event_sink: Callable[[list[Event]], None] = writer.put_events
             if simulate:
                 sim = await stack.enter_async_context(simulation(
@@ -370,6 +391,8 @@ async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Pat
                 sink, event_sink = scenario_tagging(sink, sim), scenario_tagging(writer.put_events, sim)
             alert_task = asyncio.create_task(alerting.run(), name="alerting")
             stack.push_async_callback(_cancel, alert_task)
+            evidence_task = asyncio.create_task(evidence_ticks(evidence), name="evidence")
+            stack.push_async_callback(_cancel, evidence_task)
             if site.config.traps is not None:
                 await stack.enter_async_context(trap_receiver(site, sink, event_sink))
             if web is not None:
@@ -380,4 +403,5 @@ async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Pat
         if web is not None:
             web.stop()
         writer.close()
+        evidence.close()
         store.close()
