@@ -8,6 +8,7 @@ for 6 s), ObjectType objects resolved once and reused, ``lookupMib=False`` on re
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,8 +40,9 @@ from collectors.model import Kind, PointSpec, PollResult, Quality, Reading
 from collectors.planner import chunk, plan_snmp
 from collectors.profile import DeviceProfile
 from config.load import ResolvedCommunity, ResolvedCredential, ResolvedV3
-from config.schema import Device, SnmpOptions
+from config.schema import WEAK_AUTH_PROTOCOLS, Device, SnmpOptions
 
+log = logging.getLogger(__name__)
 TOO_BIG = 1  # RFC 3416 error-status tooBig: the response would not fit in one message
 
 AUTH_PROTOCOLS = {
@@ -58,6 +60,13 @@ PRIV_PROTOCOLS = {
     "aes192": USM_PRIV_CFB192_AES_BLUMENTHAL,
     "aes256": USM_PRIV_CFB256_AES_BLUMENTHAL,
 }
+
+
+# Defence in depth against pysnmp's silent fallback: UsmUserData(authKey=...) without authProtocol is
+# HMAC-MD5, and with privKey but no privProtocol it is DES. Every protocol is passed explicitly, and
+# the built object is checked against these before it is used.
+_STRONG_AUTH = frozenset(AUTH_PROTOCOLS.values())
+_STRONG_PRIV = frozenset(PRIV_PROTOCOLS.values())
 
 
 @dataclass(slots=True)
@@ -107,13 +116,30 @@ def auth_data(device: Device, credential: ResolvedCredential | None) -> Communit
     """The pysnmp auth object for a device: v3 authPriv only, or v2c; the only place keys are revealed."""
     version = device.snmp.version if device.snmp else "3"
     if version == "3" and isinstance(credential, ResolvedV3):
-        return UsmUserData(credential.user, authKey=credential.auth_key.reveal(),
-                           privKey=credential.priv_key.reveal(),
-                           authProtocol=AUTH_PROTOCOLS[credential.auth_protocol],
-                           privProtocol=PRIV_PROTOCOLS[credential.priv_protocol])
+        auth, priv = AUTH_PROTOCOLS.get(credential.auth_protocol), PRIV_PROTOCOLS.get(credential.priv_protocol)
+        if auth is None or priv is None:  # the schema refuses these; never let pysnmp pick a default
+            raise ValueError(f"{device.id}: SNMPv3 needs a SHA auth and an AES priv protocol")
+        data = UsmUserData(credential.user, authKey=credential.auth_key.reveal(),
+                           privKey=credential.priv_key.reveal(), authProtocol=auth, privProtocol=priv)
+        if data.authentication_protocol not in _STRONG_AUTH or data.privacy_protocol not in _STRONG_PRIV:
+            raise ValueError(f"{device.id}: pysnmp did not take the configured SNMPv3 protocols")
+        return data
     if version == "2c" and isinstance(credential, ResolvedCommunity):
         return CommunityData(credential.community.reveal(), mpModel=1)
     raise ValueError(f"{device.id}: SNMP version {version} needs a matching credential")
+
+
+def security_notes(device: Device, credential: ResolvedCredential | None) -> list[str]:
+    """What is weaker than facwatch's default about how this device is reached (logged at start)."""
+    where = f"{device.id} ({device.host}:{device.port}, credential {device.credential})"
+    if isinstance(credential, ResolvedCommunity):
+        return [f"{where}: SNMP v2c, the community travels in clear text (allowed by insecure: true)"]
+    if isinstance(credential, ResolvedV3) and credential.auth_protocol in WEAK_AUTH_PROTOCOLS:
+        if credential.security_waiver:
+            return [f"{where}: SHA-1 authentication, waived: {credential.security_waiver}"]
+        return [f"{where}: SHA-1 authentication without a security_waiver; use sha256 or say why "
+                "with security_waiver (it will become a config error)"]
+    return []
 
 
 def to_raw(value: object) -> RawValue | None:
@@ -161,6 +187,8 @@ class SnmpPoller:
         self._device = device
         self._options = device.snmp or SnmpOptions()
         self._auth = auth_data(device, credential)
+        for note in security_notes(device, credential):
+            log.warning("%s", note)
         self._context = ContextData()
         self._clock = clock
         self._points = list(profile.points)

@@ -41,6 +41,7 @@ class ResolvedV3:
     auth_key: Secret
     priv_protocol: str
     priv_key: Secret
+    security_waiver: str | None = None  # why a weaker protocol (SHA-1) is accepted; logged at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +301,8 @@ def _resolve_credentials(credentials: Mapping[str, SnmpV3Credential | SnmpCommun
             resolved[name] = ResolvedV3(
                 credential.user, credential.auth_protocol,
                 read(name, "auth_key", credential.auth_key, MIN_SNMP_KEY_LENGTH),
-                credential.priv_protocol, read(name, "priv_key", credential.priv_key, MIN_SNMP_KEY_LENGTH))
+                credential.priv_protocol, read(name, "priv_key", credential.priv_key, MIN_SNMP_KEY_LENGTH),
+                credential.security_waiver)
         else:
             resolved[name] = ResolvedCommunity(read(name, "community", credential.community))
     return resolved, problems

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
@@ -136,13 +137,33 @@ class SecretRef(_Strict):
 
 
 _AUTH_PRIV = "facwatch only speaks authPriv"
+# SHA-1 (usmHMACSHAAuthProtocol, RFC 3414) is below the SHA-2 (RFC 7860) that facwatch asks for, but
+# HMAC-SHA-1-96 is not broken as a MAC (HMAC does not rest on collision resistance; NIST SP 800-131A
+# still allows HMAC-SHA-1) and many UPS and PDU network cards offer nothing better (e.g. APC NMC2:
+# MD5 or SHA-1). So SHA-1 is accepted with a ``security_waiver`` that says why, logged at every start.
+# While the shipped test sites still use plain ``sha``, a missing waiver is a logged warning rather
+# than a config error; set this to True once they carry waivers (see auth/ report, issue 7).
+SHA1_NEEDS_WAIVER = False
+WEAK_AUTH_PROTOCOLS = frozenset({"sha"})
+WAIVER_MIN_LENGTH = 10  # a reason, not "ok" or "legacy"
 
 
 class SnmpV3Credential(_Strict):
     """SNMPv3 USM user; facwatch only speaks authPriv (RFC 3414 auth + RFC 3826 AES privacy).
 
     Every field is required, but missing ones are validated (``validate_default``) so that the
-    message can say why: pysnmp's own defaults are MD5 and DES.
+    message can say why: pysnmp's own defaults are MD5 and DES. MD5, DES, authNoPriv and noAuthNoPriv
+    are never accepted; SHA-1 only with ``security_waiver`` (see ``SHA1_NEEDS_WAIVER``).
+
+    Example::
+
+        ups-v3:
+          type: snmp_v3
+          user: facwatch
+          auth_protocol: sha256
+          auth_key: {file: secrets/ups-auth}
+          priv_protocol: aes128
+          priv_key: {env: FACWATCH_UPS_PRIV}
     """
 
     type: Literal["snmp_v3"]
@@ -151,15 +172,17 @@ class SnmpV3Credential(_Strict):
     auth_key: SecretRef = Field(None, validate_default=True)
     priv_protocol: Literal["aes128", "aes192", "aes256"] = Field(None, validate_default=True)
     priv_key: SecretRef = Field(None, validate_default=True)
+    # why this device may use SHA-1; logged at every start
+    security_waiver: Name | None = Field(None, validate_default=True)
 
     @field_validator("auth_protocol", mode="before")
     @classmethod
     def _strong_auth(cls, value: Any) -> Any:
         if value is None:
-            raise ValueError(f"SNMPv3 needs auth_protocol ({_AUTH_PRIV}); use sha256 (or sha)")
+            raise ValueError(f"SNMPv3 needs auth_protocol ({_AUTH_PRIV}); use sha256")
         text = str(value).lower()
         if "md5" in text:
-            raise ValueError("MD5 is broken and not accepted; use sha256 (or sha)")
+            raise ValueError("MD5 is broken and never accepted, not even with a security_waiver; use sha256")
         if text in ("none", "noauth", "false"):
             raise ValueError(f"SNMPv3 without authentication is not accepted ({_AUTH_PRIV}); use sha256")
         return value
@@ -171,7 +194,7 @@ class SnmpV3Credential(_Strict):
             raise ValueError(f"SNMPv3 needs priv_protocol ({_AUTH_PRIV}); use aes128")
         text = str(value).lower()
         if "des" in text:  # des, 3des, des3, usmDESPrivProtocol
-            raise ValueError("DES is broken and not accepted; use aes128")
+            raise ValueError("DES is broken and never accepted, not even with a security_waiver; use aes128")
         if text in ("none", "nopriv", "false"):
             raise ValueError(f"SNMPv3 without privacy is not accepted ({_AUTH_PRIV}); use aes128")
         return value
@@ -182,6 +205,28 @@ class SnmpV3Credential(_Strict):
         if value is None:
             raise ValueError(f"SNMPv3 needs auth_key and priv_key ({_AUTH_PRIV})")
         return value
+
+    @field_validator("security_waiver")
+    @classmethod
+    def _waiver_matches_protocols(cls, value: str | None, info: ValidationInfo) -> str | None:
+        auth = info.data.get("auth_protocol")  # absent if itself invalid: that error is enough
+        weak = auth in WEAK_AUTH_PROTOCOLS
+        if value is None:
+            if weak and SHA1_NEEDS_WAIVER:
+                raise ValueError("SHA-1 (sha) is below the SHA-2 facwatch requires: use sha256, or add "
+                                 "security_waiver: \"<why this device cannot>\"")
+            return value
+        if len(value.strip()) < WAIVER_MIN_LENGTH:
+            raise ValueError(f"a security_waiver says why, in at least {WAIVER_MIN_LENGTH} characters "
+                             "(e.g. \"APC NMC2 firmware 6.x offers MD5 or SHA-1 only\")")
+        if auth is not None and not weak:
+            raise ValueError("security_waiver on a credential that needs none (it uses SHA-2 and AES): remove it")
+        return value
+
+    @property
+    def weaknesses(self) -> list[str]:
+        """What about this credential is below facwatch's default (for the start-up log)."""
+        return ["SHA-1 authentication"] if self.auth_protocol in WEAK_AUTH_PROTOCOLS else []
 
 
 class SnmpCommunityCredential(_Strict):

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from auth.cli import add_parser as add_auth_parsers
 from config.load import Site, load_site
 from config.yamlfile import ConfigError
 from evidence.cli import add_parser as add_evidence_parser
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     dash.add_argument("--port", type=int)
     dash.set_defaults(handler=cmd_dashboard)
     add_evidence_parser(sub)
+    add_auth_parsers(sub)
     return parser
 
 

@@ -87,21 +87,21 @@ def test_snmp_version_written_as_a_bare_number_is_accepted(profiles: dict[str, D
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("port: 16161", "port: true", ":33: devices[0].port: must be an integer 1–65535"),
-        ("port: 16161", 'port: "16161"', ":33: devices[0].port: must be an integer 1–65535"),
-        ("port: 16161", "port: 16161.0", ":33: devices[0].port: must be an integer 1–65535"),
+        ("port: 16161", "port: true", ":34: devices[0].port: must be an integer 1–65535"),
+        ("port: 16161", 'port: "16161"', ":34: devices[0].port: must be an integer 1–65535"),
+        ("port: 16161", "port: 16161.0", ":34: devices[0].port: must be an integer 1–65535"),
         ("auth_protocol: sha", "auth_protocol: MD5", ":15: credentials.demo-v3.auth_protocol: MD5 is broken"),
-        ("auth_protocol: sha", "auth_protocol: usmHMACMD5AuthProtocol", "MD5 is broken and not accepted"),
+        ("auth_protocol: sha", "auth_protocol: usmHMACMD5AuthProtocol", "MD5 is broken and never accepted"),
         ("auth_protocol: sha", "auth_protocol: none", "SNMPv3 without authentication is not accepted"),
         ("auth_protocol: sha", "auth_protocol: sha1", "auth_protocol: must be one of 'sha', 'sha224'"),
         ("priv_protocol: aes128", "priv_protocol: 3des", ":17: credentials.demo-v3.priv_protocol: DES is broken"),
-        ("insecure: true", "insecure: 1", ":24: credentials.demo-public.insecure: must be true or false"),
+        ("insecure: true", "insecure: 1", ":25: credentials.demo-public.insecure: must be true or false"),
         ("poll_interval_s: 2", "poll_interval_s: .inf", "devices[0].poll_interval_s: must be a number of seconds"),
         ("retention_days: 30", "retention_days: -1", "storage.retention_days: must be a number of days more than 0"),
         ("refresh_s: 2", "refresh_s: .nan", "dashboard.refresh_s: must be a number of seconds 0.5–300, not NaN"),
         ("  id: demo\n", "  id: demo\n  idd: x\n", ":4: site.idd: unknown key"),
         ("type: snmp_v3", "type: snmp_v1", ":13: credentials.demo-v3.type: unknown type; must be one of"),
-        ("host: 127.0.0.1", "host: 'not a host'", ":32: devices[0].host: must be a host name or an IP address"),
+        ("host: 127.0.0.1", "host: 'not a host'", ":33: devices[0].host: must be a host name or an IP address"),
         ("rooms:\n", "rooms:\n  - dh0\n", ":7: rooms[0]: must be a mapping (key: value lines)"),
     ],
 )
@@ -123,8 +123,8 @@ def test_broken_device_still_gets_its_references_checked(profiles: dict[str, Dev
     old = "    room: dh1\n    host: 127.0.0.1\n    port: 16161"
     message = demo_variant_error(profiles, old, "    room: dh7\n    host: 127.0.0.1\n    port: 0")
 
-    assert ":31: devices[0].room: no room 'dh7' (rooms: dh1)" in message
-    assert ":33: devices[0].port: must be an integer 1–65535" in message
+    assert ":32: devices[0].room: no room 'dh7' (rooms: dh1)" in message
+    assert ":34: devices[0].port: must be an integer 1–65535" in message
 
 
 def test_secret_never_appears_in_repr_of_a_loaded_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
