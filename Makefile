@@ -35,6 +35,7 @@ check: $(STAMP)
 bench: $(STAMP) peers
 	$(BIN)/python bench/run.py --out bench/results/latest.json --markdown bench/results/latest.md
 	$(BIN)/python bench/bench_influx.py --out bench/results/influx.json
+	$(BIN)/python bench/bench_notify.py --out bench/results/notify.json
 
 # Installs the Debian peers when root and something is missing; otherwise says what to install.
 peers:
