@@ -36,6 +36,7 @@ bench: $(STAMP) peers
 	$(BIN)/python bench/run.py --out bench/results/latest.json --markdown bench/results/latest.md
 	$(BIN)/python bench/bench_influx.py --out bench/results/influx.json
 	$(BIN)/python bench/bench_notify.py --out bench/results/notify.json
+	$(BIN)/python bench/bench_dashboard.py --out bench/results/dashboard.json
 
 # Installs the Debian peers when root and something is missing; otherwise says what to install.
 peers:

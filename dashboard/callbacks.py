@@ -1,8 +1,10 @@
-"""The page's callbacks: plain methods of ``PageCallbacks`` (unit-tested directly), wired by ``register``.
+"""The device overview page: tiles by room and a trend panel, always part of the app (``OVERVIEW``).
 
-One ``dcc.Interval`` drives everything. Each tick, the tile callback renders every tile from ONE
-``store.latest()`` call and the trend callback draws one ``store.query()``; both results are cached
-per tick, so any number of wall screens cost one query of each kind.
+``PageCallbacks`` are plain methods (unit-tested directly), wired by ``register``.
+
+The shell's one ``dcc.Interval`` drives everything. Each tick, the tile callback renders every tile from
+ONE ``store.latest()`` call and the trend callback draws one ``store.query()``; both results are cached
+per tick, so any number of screens cost one query of each kind.
 """
 
 from __future__ import annotations
@@ -10,28 +12,27 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from datetime import tzinfo
 from typing import Any
 
 import dash
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, Patch, State
+from dash.development.base_component import Component
 
-from collectors.model import Reading
 from dashboard import ids
 from dashboard.data import (
     TREND_RANGES,
-    DashboardSources,
-    TickCache,
     TrendRequest,
-    header_view,
+    page_model,
     point_options,
     tile_views,
     trend_request,
     unit_symbol,
 )
 from dashboard.figures import empty_figure, trend_figure
-from dashboard.layout import dropdown_options, tile_body, tile_class
+from dashboard.layout import dropdown_options, overview, tile_body, tile_class
+from dashboard.live import live_cache
+from dashboard.pages import Page, PageContext
 from storage.base import Bucket
 
 log = logging.getLogger(__name__)
@@ -40,28 +41,26 @@ STORE_UNAVAILABLE = "store unavailable"
 
 
 class PageCallbacks:
-    """The callbacks of the overview page, bound to one site and store."""
+    """The callbacks of the overview page, bound to one app's context (site, store, per-tick cache)."""
 
-    def __init__(self, sources: DashboardSources, tz: tzinfo | None = None):
-        self.sources = sources
-        self.cache = TickCache(sources.site.config.dashboard.refresh_s, sources.clock)
-        self._tz = tz
-        self._device_ids = [device.id for device in sources.site.devices]
+    def __init__(self, ctx: PageContext):
+        self.sources = ctx.sources
+        self.cache = live_cache(ctx)
+        self._tz = ctx.tz
         self._store_ok = True
         self._health_lock = threading.Lock()
 
-    def refresh(self, _n_intervals: int | None, tile_ids: Sequence[Any]) -> tuple:
-        """Header clock and age, then the class and contents of every tile (in the order of ``tile_ids``)."""
+    def refresh(self, _n_intervals: int | None, tile_ids: Sequence[Any]) -> tuple[list, list]:
+        """The class and contents of every tile (in the order of ``tile_ids``)."""
         site, now = self.sources.site, self.sources.clock()
-        readings = self.cache.get("latest", self._latest)
-        header = header_view(site, readings, now, self._tz)
+        readings = self.cache.latest()
         views = {view.device_id: view for view in tile_views(site, readings or [], now)}
         classes, bodies = [], []
         for tile_id in tile_ids:
             view = views.get(tile_id.get("device")) if isinstance(tile_id, dict) else None
             classes.append(tile_class(view.state if view else "nodata"))
             bodies.append(tile_body(view) if view else [])
-        return header.clock_text, header.updated_text, f"fw-updated fw-updated--{header.state}", classes, bodies
+        return classes, bodies
 
     def points(self, device_id: Any, current: Any) -> tuple[list[dict], Any]:
         """Point choices of the chosen device; keep the current point if that device has it."""
@@ -101,16 +100,6 @@ class PageCallbacks:
             poll_interval_s=request.device.poll_interval_s, unit=unit_symbol(request.spec.unit),
             uirevision=revision, tz=self._tz, message=STORE_UNAVAILABLE if buckets is None else None)
 
-    def _latest(self) -> list[Reading] | None:
-        """Latest readings of the configured devices; None when the store fails (logged once per outage)."""
-        try:
-            readings = self.sources.store.latest(self._device_ids)
-        except Exception:
-            self._store_failed()
-            return None
-        self._store_recovered()
-        return readings
-
     def _query(self, request: TrendRequest) -> list[Bucket] | None:
         try:
             buckets = self.sources.store.query(request.device.id, request.spec.name, request.start, request.end,
@@ -144,13 +133,10 @@ def trend_title(request: TrendRequest) -> str:
     return f"{request.device.label} — {point}, last {range_label}"
 
 
-def register(app: dash.Dash, sources: DashboardSources, tz: tzinfo | None = None) -> PageCallbacks:
+def register(app: dash.Dash, ctx: PageContext) -> PageCallbacks:
     """Wire the overview page's callbacks into ``app``; return them (tests and diagnostics use them)."""
-    callbacks = PageCallbacks(sources, tz)
+    callbacks = PageCallbacks(ctx)
     app.callback(
-        Output(ids.CLOCK, "children"),
-        Output(ids.UPDATED, "children"),
-        Output(ids.UPDATED, "className"),
         Output({"type": ids.TILE, "device": ALL}, "className"),
         Output({"type": ids.TILE_BODY, "device": ALL}, "children"),
         Input(ids.TICK, "n_intervals"),
@@ -174,3 +160,11 @@ def register(app: dash.Dash, sources: DashboardSources, tz: tzinfo | None = None
         State(ids.TREND_SHOWN, "data"),
     )(callbacks.trend)
     return callbacks
+
+
+def _layout(ctx: PageContext, _query: dict[str, str]) -> Component:
+    return overview(page_model(ctx.sources.site))
+
+
+# The walking skeleton's page, kept until the Trends page takes over the trend panel.
+OVERVIEW = Page(name="overview", path="/", title="Devices", layout=_layout, register=register, order=90)

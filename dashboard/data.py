@@ -16,6 +16,7 @@ from datetime import datetime, tzinfo
 from typing import Any, TypeVar
 
 from alerts.commands import ActionStore
+from alerts.rules import Rule
 from alerts.state import AlertStateStore
 from collectors.codec import DATATYPES
 from collectors.model import HEALTH_POINTS, Kind, PointSpec, Quality, Reading, Severity
@@ -50,6 +51,8 @@ class DashboardSources:
 
     ``alerts`` is the alert state (read-only here), ``actions`` the operator command queue, silences and
     component heartbeats; ``scenario_url`` is the simulator's control endpoint, set only in demo mode.
+    ``rules`` are the alert rules the engine runs (envelopes, Peukert exponent, tank figures); None means
+    the default rule files, loaded by ``create_app``.
     """
 
     site: Site
@@ -58,6 +61,7 @@ class DashboardSources:
     alerts: AlertStateStore | None = None
     actions: ActionStore | None = None
     scenario_url: str | None = None
+    rules: tuple[Rule, ...] | None = None
 
 
 # --- view-models -----------------------------------------------------------------------------------

@@ -5,7 +5,24 @@ matched with ALL, never callbacks generated in a loop.
 """
 
 PAGE = "page"
-TICK = "tick"
+TICK = "tick"  # the ONE dcc.Interval of the document: the shell's, every page's callbacks listen to it
+
+# the shell around every page
+URL = "url"
+PAGE_CONTAINER = "page-container"
+NAV = "nav"
+NAV_LINK = "nav-link"  # dict id type: {"type": NAV_LINK, "page": name}
+BANNER = "status-banner"
+PLAYLIST = "playlist"
+PLAYLIST_TEXT = "playlist-text"
+PLAYLIST_RESUME = "playlist-resume"
+PLAYLIST_STATE = "playlist-state"
+
+# pages: ids carry the page's name so pages never collide
+WALL_BODY = "wall-body"
+POWER_BODY = "power-body"
+ROOMS_BODY = "rooms-body"
+FIRE_BODY = "fire-body"
 
 SITE_NAME = "site-name"
 CLOCK = "header-clock"
@@ -32,3 +49,8 @@ def tile(device_id: str) -> dict[str, str]:
 def tile_body(device_id: str) -> dict[str, str]:
     """The dict id of one device's live tile contents."""
     return {"type": TILE_BODY, "device": device_id}
+
+
+def nav_link(page: str) -> dict[str, str]:
+    """The dict id of a page's navigation link."""
+    return {"type": NAV_LINK, "page": page}

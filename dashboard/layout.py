@@ -16,29 +16,11 @@ from dashboard.data import DeviceCard, Option, PageModel, RoomGroup, TileView, V
 WAITING = "waiting for data…"
 
 
-def page(model: PageModel) -> html.Div:
-    """The whole page: header, device tiles grouped by room, trend panel, and the one refresh timer."""
-    return html.Div(id=ids.PAGE, className="fw-page", children=[
-        header(model.site_name),
-        html.Main(className="fw-main", children=[
-            html.Div(id=ids.TILES, className="fw-rooms", children=[room_section(room) for room in model.rooms]),
-            trend_panel(model),
-        ]),
-        dcc.Interval(id=ids.TICK, interval=model.refresh_ms, n_intervals=0),
-    ])
-
-
-def header(site_name: str) -> html.Header:
-    """Site name, wall clock and "updated N s ago"; the live parts are filled by the tick callback."""
-    return html.Header(className="fw-header", children=[
-        html.Div(className="fw-brand", children=[
-            html.Span("facwatch", className="fw-logo"),
-            html.H1(site_name, id=ids.SITE_NAME, className="fw-site"),
-        ]),
-        html.Div(className="fw-status", children=[
-            html.Span(WAITING, id=ids.UPDATED, className="fw-updated fw-updated--nodata", role="status"),
-            html.Span("", id=ids.CLOCK, className="fw-clock"),
-        ]),
+def overview(model: PageModel) -> html.Div:
+    """The device overview: tiles grouped by room, then the trend panel (the shell adds header and timer)."""
+    return html.Div(className="fw-overview", children=[
+        html.Div(id=ids.TILES, className="fw-rooms", children=[room_section(room) for room in model.rooms]),
+        trend_panel(model),
     ])
 
 

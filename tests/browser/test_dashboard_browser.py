@@ -31,7 +31,7 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "tests" / "data" / "sites" / "skeleton.yaml"  # the skeleton site: a stable fixture
 SCREENSHOT = ROOT / "docs" / "screenshot-dashboard.png"
-PORT_BASE = 23410  # this module owns 23410-23419
+PORT_BASE = 30320  # this module owns 30320-30329
 UPS, A01, A02 = "dh1-ups-a", "dh1-rack-a01-inlet", "dh1-rack-a02-inlet"
 HOSTILE = "<img src=x onerror=alert(1)>"
 WAIT_S = 20  # several 2 s refresh cycles, plus a slow CI machine

@@ -102,3 +102,18 @@ def site_factory(tmp_path):
 @pytest.fixture
 def fake_store() -> FakeStore:
     return FakeStore()
+
+
+PLANT_CONFIG = ROOT / "config" / "sites" / "demo.yaml"  # every device class: power chain, rooms, fire
+
+
+@pytest.fixture(scope="session")
+def plant_site() -> Site:
+    return load_site(PLANT_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def default_rules():
+    from alerts.rules import load_rules
+
+    return tuple(load_rules())

@@ -8,6 +8,8 @@ from collectors.model import Reading
 from dashboard import ids
 from dashboard.callbacks import PageCallbacks, register
 from dashboard.data import DashboardSources
+from dashboard.live import LiveCache
+from dashboard.pages import PageContext
 from storage.base import Bucket
 
 T0 = 1_700_000_000.0
@@ -30,14 +32,15 @@ def callbacks(demo_site, fake_store, clock):
     fake_store.readings = [Reading(A01, "ambient.temperature", T0 - 1, 21.4),
                            Reading(A01, "ambient.humidity", T0 - 1, 45.0),
                            Reading(UPS, "output.source", T0 - 1, 5)]
-    return PageCallbacks(DashboardSources(demo_site, fake_store, clock), tz=UTC)
+    return PageCallbacks(context(DashboardSources(demo_site, fake_store, clock)))
 
 
-def test_refresh_renders_header_and_every_tile_in_the_order_asked(callbacks):
-    clock_text, updated, updated_class, classes, bodies = callbacks.refresh(0, [ids.tile(A02), ids.tile(A01),
-                                                                                ids.tile(UPS)])
-    assert clock_text == "2023-11-14 22:13:20 UTC"
-    assert (updated, updated_class) == ("updated 1 s ago", "fw-updated fw-updated--fresh")
+def context(sources):
+    return PageContext(sources, UTC, LiveCache(sources, (), UTC))
+
+
+def test_refresh_renders_every_tile_in_the_order_asked(callbacks):
+    classes, bodies = callbacks.refresh(0, [ids.tile(A02), ids.tile(A01), ids.tile(UPS)])
     assert classes == ["fw-tile fw-tile--nodata", "fw-tile fw-tile--ok", "fw-tile fw-tile--warning"]
     a01 = texts(bodies[1])
     assert a01[a01.index("21.4"):a01.index("21.4") + 2] == ["21.4", "°C"]
@@ -58,24 +61,23 @@ def test_refresh_asks_the_store_once_per_tick_for_all_screens(callbacks, fake_st
 def test_refresh_shows_a_new_reading_on_the_next_tick(callbacks, fake_store, clock):
     fake_store.readings.append(Reading(A01, "ambient.temperature", T0 + 1, 24.9))
     clock.now += 2
-    assert "24.9" in texts(callbacks.refresh(1, TILE_IDS)[4][1])
+    assert "24.9" in texts(callbacks.refresh(1, TILE_IDS)[1][1])
 
 
 def test_unknown_tile_ids_get_an_empty_no_data_tile(callbacks):
-    *_, classes, bodies = callbacks.refresh(0, [ids.tile("gone"), "not-a-dict"])
+    classes, bodies = callbacks.refresh(0, [ids.tile("gone"), "not-a-dict"])
     assert classes == ["fw-tile fw-tile--nodata"] * 2
     assert bodies == [[], []]
 
 
 def test_store_failure_is_shown_and_logged_once(callbacks, fake_store, clock, caplog):
     fake_store.fail = OSError("disk I/O error")
-    with caplog.at_level(logging.WARNING, logger="dashboard.callbacks"):
+    with caplog.at_level(logging.WARNING, logger="dashboard.live"):
         for _ in range(3):
-            _, updated, updated_class, classes, _ = callbacks.refresh(0, TILE_IDS)
+            classes, _ = callbacks.refresh(0, TILE_IDS)
             clock.now += 2
         fake_store.fail = None
         callbacks.refresh(0, TILE_IDS)
-    assert (updated, updated_class) == ("STORE UNAVAILABLE", "fw-updated fw-updated--error")
     assert classes == ["fw-tile fw-tile--nodata"] * 3
     messages = [record.getMessage() for record in caplog.records]
     assert len([m for m in messages if "cannot read the store" in m]) == 1
@@ -153,9 +155,9 @@ def test_register_wires_one_tick_callback_for_all_tiles(demo_site, fake_store, c
     import dash
 
     app = dash.Dash(__name__)
-    register(app, DashboardSources(demo_site, fake_store, clock))
+    register(app, context(DashboardSources(demo_site, fake_store, clock)))
     outputs = list(app.callback_map)
     assert len(outputs) == 3
-    tick = next(key for key in outputs if ids.CLOCK in key)
+    tick = next(key for key in outputs if ids.TILE_BODY in key)
     assert ids.TILE in tick and ids.TILE_BODY in tick
     assert fake_store.latest_calls == []  # nothing read until a browser asks

@@ -27,10 +27,9 @@ def test_ids_are_unique_kebab_case_constants():
     assert ids.tile("d") == {"type": ids.TILE, "device": "d"}
 
 
-def test_page_has_one_interval_and_a_tile_per_device(demo_site):
-    components = list(walk(layout.page(page_model(demo_site))))
-    intervals = [c for c in components if isinstance(c, dcc.Interval)]
-    assert [(i.id, i.interval) for i in intervals] == [(ids.TICK, 2000)]
+def test_overview_has_a_tile_per_device_and_no_timer_of_its_own(demo_site):
+    components = list(walk(layout.overview(page_model(demo_site))))
+    assert not [c for c in components if isinstance(c, dcc.Interval)]  # the shell's one timer drives it
     tiles = [c.id["device"] for c in components if isinstance(c.id if hasattr(c, "id") else None, dict)
              and c.id["type"] == ids.TILE]
     assert tiles == ["dh1-ups-a", "dh1-rack-a01-inlet", "dh1-rack-a02-inlet"]
@@ -40,7 +39,7 @@ def test_hostile_names_are_plain_text_children(site_factory):
     site = site_factory([{"id": "evil", "name": HOSTILE}], name=HOSTILE,
                         rooms=[{"id": "dh1", "name": HOSTILE}])
     view = tile_view(site, site.device("evil"), [Reading("evil", "ambient.temperature", T0, 21.4)], T0)
-    tree = [layout.page(page_model(site)), layout.tile_body(view)]
+    tree = [layout.overview(page_model(site)), layout.tile_body(view)]
     components = list(walk(tree))
     assert HOSTILE in [getattr(c, "children", None) for c in components]  # the tile label, verbatim, as text
     assert not any(isinstance(c, dcc.Markdown | html.A | html.Iframe) for c in components)
