@@ -15,8 +15,9 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -25,6 +26,7 @@ from alerts.model import Alert, AlertState
 if TYPE_CHECKING:
     from alerts.engine import AlertEngine
     from alerts.pipeline import NotificationPipeline
+    from evidence.auditlog import AuditLog
 
 LOGGER = logging.getLogger("facwatch.commands")
 
@@ -194,6 +196,13 @@ class ActionStore:
 
     # -- reads (dashboard, pipeline) ----------------------------------------------------------------------
 
+    def silence(self, silence_id: int) -> SilenceRecord | None:
+        """One stored silence or maintenance window, ended or not."""
+        row = self.conn.execute(
+            "SELECT id, kind, matchers, severities, reason, author, starts_at, ends_at, created_at, expired_at, "
+            "expired_by FROM silence WHERE id=?", (silence_id,)).fetchone()
+        return None if row is None else _silence(row)
+
     def silences(self, include_ended: bool = False, now: float | None = None) -> list[SilenceRecord]:
         """Silences and maintenance windows, newest first; by default only those not yet ended."""
         rows = self.conn.execute(
@@ -272,14 +281,21 @@ class CommandApplier:
     when there is one, learns of acks (so escalation stops) and of new or expired silences at once. A
     command that fails for any other reason is refused with the error: it never blocks the queue.
 
-    Example: ``CommandApplier(ActionStore(db), engine, alerting.changed, pipeline).apply_pending()`` once
-    per tick of the alerting loop.
+    With an ``audit`` log (the runtime always passes one) every action is fail-closed: its audit record
+    (who = the author, from where = the command's source, before/after, the command id and request time)
+    is written *before* it is applied, and when that write fails the command is refused and not applied.
+    A refusal found before anything changes (no such alert, silence already ended) is not audited: the
+    command table records it.
+
+    Example: ``CommandApplier(ActionStore(db), engine, alerting.changed, pipeline, audit).apply_pending()``
+    once per tick of the alerting loop.
     """
 
     def __init__(self, actions: ActionStore, engine: AlertEngine,
                  changed: Callable[[list[Alert]], None] = lambda alerts: None,
-                 pipeline: NotificationPipeline | None = None):
+                 pipeline: NotificationPipeline | None = None, audit: AuditLog | None = None):
         self.actions, self.engine, self.changed, self.pipeline = actions, engine, changed, pipeline
+        self.audit = audit
         self._handlers: dict[str, Callable[[Command], str]] = {
             "ack": self._ack, "silence": self._silence, "expire_silence": self._expire}
 
@@ -318,7 +334,10 @@ class CommandApplier:
                                  "nothing to acknowledge")
         previous = current.acknowledged_by
         note = str(command.payload.get("note") or "") or None
-        changed = self.engine.acknowledge(fp, command.author, note, self.actions.clock())
+        before = {"state": current.state.value, "acknowledged_by": previous}
+        with self._audited(command, "alert.ack", f"alert {current.rule} {fp}", before,
+                           {"acknowledged_by": command.author, "note": note}):
+            changed = self.engine.acknowledge(fp, command.author, note, self.actions.clock())
         acked = {a.fingerprint: a for a in self.engine.alerts()}.get(fp) or self.engine.store.get(fp)
         if self.pipeline is not None and acked is not None:
             self.pipeline.acknowledge(acked)
@@ -332,18 +351,53 @@ class CommandApplier:
         ends_at = float(payload["ends_at"])  # type: ignore[arg-type]
         if ends_at <= self.actions.clock():
             raise CommandRefused("the silence had already ended when it was applied")
-        silence_id = self.actions.add_silence(command)
-        self._silences_changed()
         matchers = ", ".join(f"{k}={v}" for k, v in dict(payload["matchers"]).items())  # type: ignore[call-overload]
+        action = "maintenance" if payload.get("kind") == "maintenance" else "silence"
+        with self._audited(command, action, f"{payload['kind']} {matchers}", None, dict(payload)):
+            silence_id = self.actions.add_silence(command)
+        self._silences_changed()
         return f"{payload['kind']} #{silence_id} created for {matchers}"
 
     def _expire(self, command: Command) -> str:
         silence_id = int(command.payload["silence_id"])  # type: ignore[call-overload]
-        if not self.actions.expire_silence(silence_id, command.author):
+        record = self.actions.silence(silence_id)
+        if record is None or record.ended_at <= self.actions.clock():
             raise CommandRefused(f"no active silence #{silence_id} (unknown, or already ended)")
+        before = {k: v for k, v in asdict(record).items() if k != "id"}
+        with self._audited(command, record.kind, f"{record.kind} #{silence_id}", before,
+                           {"expired_by": command.author, "operation": "expire"}):
+            if not self.actions.expire_silence(silence_id, command.author):
+                raise CommandRefused(f"no active silence #{silence_id} (unknown, or already ended)")
         self._silences_changed()
         return f"silence #{silence_id} expired"
 
     def _silences_changed(self) -> None:
         if self.pipeline is not None:
             self.pipeline.reload_silences()
+
+    @contextmanager
+    def _audited(self, command: Command, action: str, subject: str, before: object,
+                 after: object) -> Iterator[None]:
+        """Audit the command first; if the record cannot be written, refuse it (the body never runs)."""
+        if self.audit is None:
+            yield
+            return
+        from evidence.auditlog import AuditWriteError
+
+        details = {"command_id": command.id, "command": command.kind, "requested_at": command.requested_at}
+        try:
+            entry = self.audit.append(action, command.author, subject, before=before, after=after,
+                                      details=details, source=command.source)
+        except AuditWriteError as exc:
+            LOGGER.error("operator command #%d refused: the audit log cannot record it: %s", command.id, exc)
+            raise CommandRefused(f"not applied: the audit log cannot record it ({exc})") from exc
+        try:
+            yield
+        except BaseException as exc:  # recorded as not completed (as ``evidence.auditlog.audited`` does)
+            failure = {"outcome": "failed", "of_seq": entry.seq, "error": type(exc).__name__,
+                       "command_id": command.id}
+            try:
+                self.audit.append(action, command.author, subject, details=failure, source=command.source)
+            except AuditWriteError as write_error:
+                exc.add_note(f"and its failure could not be audited: {write_error}")
+            raise

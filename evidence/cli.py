@@ -1,6 +1,7 @@
-"""``facwatch evidence …``: export a signed evidence pack, verify a pack, verify the live audit log.
+"""``facwatch evidence …`` (export, verify, verify-log, thresholds) and ``facwatch drill``.
 
-Exit codes: 0 done / intact, 1 tampered or the export failed, 2 usage (bad arguments, missing file).
+Exit codes: 0 done / intact / drill passed, 1 tampered, the export failed or the drill failed, 2 usage
+(bad arguments, missing file, unknown scenario).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="keep personal names instead of pseudonyms (needs --reason; audit-logged)")
     export.add_argument("--reason", help="why names are revealed (recorded in the audit log)")
     export.add_argument("--actor", help="who exports (default: the login name)")
+    export.add_argument("--drills", action="store_true",
+                        help="a drills pack: the drill reports of the period, and nothing of real events")
     _store_options(export)
     export.set_defaults(handler=cmd_export)
 
@@ -48,6 +51,48 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                             "log must still contain (repeatable)")
     _store_options(verify_log)
     verify_log.set_defaults(handler=cmd_verify_log)
+
+    thresholds = actions.add_parser("thresholds", help="thresholds in force: rule versions with who, when, why")
+    thresholds.add_argument("--rule", help="only this rule's history")
+    thresholds.add_argument("--at", type=start_of, help="the versions in force at this time (ISO or date)")
+    _store_options(thresholds)
+    thresholds.set_defaults(handler=cmd_thresholds)
+
+
+def add_change_options(parser: argparse.ArgumentParser) -> None:
+    """``--change-by/--change-reason`` for ``facwatch run``: who changed the rules since the last start, why."""
+    parser.add_argument("--change-by", help="who changed rules or envelopes since the last start (default: "
+                                            "FACWATCH_CHANGE_BY, else recorded as 'unknown (not given)')")
+    parser.add_argument("--change-reason", help="why, e.g. a change ticket (default: FACWATCH_CHANGE_REASON)")
+
+
+def add_drill_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``drill SCENARIO`` to the ``facwatch`` sub-commands."""
+    drill = subparsers.add_parser("drill", help="run a scenario end to end against the simulators and time it")
+    drill.add_argument("scenario", help="a scenario (see `facwatch scenario list`), e.g. mains_failure")
+    drill.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG, help="site config (simulated devices)")
+    drill.add_argument("--time-scale", type=float, help="simulated seconds per wall second (default: the config's)")
+    drill.add_argument("-o", "--output", type=Path, help="the report (JSON; a .txt summary is written beside it)")
+    drill.add_argument("--notify", type=Path, help="notification config: time notifications too")
+    drill.add_argument("--ack-after", type=_seconds, metavar="DURATION",
+                       help="unattended: acknowledge each alert this long after it fires (e.g. 5s); without it "
+                            "only acks by people count (facwatch alerts ack --data-dir DRILL_DIR)")
+    drill.add_argument("--settle", type=_seconds, default=10.0, metavar="DURATION",
+                       help="after the scenario, wait at most this long for notifications and acks (default 10s)")
+    drill.add_argument("--data-dir", type=Path, help="as for `facwatch run`: the site's data folder (the drill "
+                                                    "goes to its drills/ sub-folder, the report into its database)")
+    drill.add_argument("--drill-dir", type=Path, help="the drill's own database folder (default: DATA_DIR/drills/"
+                                                     "SCENARIO-STAMP)")
+    drill.set_defaults(handler=cmd_drill)
+
+
+def _seconds(text: str) -> float:
+    from config.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +147,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from evidence.auditlog import AuditWriteError
     from evidence.keys import SigningKeyError, load_signing_key
     from evidence.pack import export_pack
-    from evidence.providers import pack_providers
+    from evidence.providers import drill_providers, pack_providers
 
     if args.reveal_names and not args.reason:
         return _usage("--reveal-names needs --reason TEXT (it is recorded in the audit log)")
@@ -111,14 +156,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     db_path, site = _store(args)
     if not db_path.exists():
         return _usage(f"no database at {db_path}")
-    if site is None:
+    if site is None and not args.drills:
         _progress("--db without a site config: envelope compliance is left out")
     try:
         key = load_signing_key(db_path.parent, key_file=args.key_file)
         summary = export_pack(db_path, args.start.timestamp(), args.end.timestamp(), args.output,
-                              providers=pack_providers(site), reveal_names=args.reveal_names, reason=args.reason,
-                              actor=args.actor, key=key, site=site.config.site.id if site else "facwatch",
-                              progress=_progress)
+                              providers=drill_providers() if args.drills else pack_providers(site),
+                              reveal_names=args.reveal_names, reason=args.reason, actor=args.actor, key=key,
+                              site=site.config.site.id if site else "facwatch", progress=_progress,
+                              drills=args.drills)
     except ValueError as exc:  # SigningKeyError included
         kind = "signing key" if isinstance(exc, SigningKeyError) else "export"
         print(f"evidence export: {kind}: {exc}", file=sys.stderr)
@@ -161,6 +207,48 @@ def cmd_verify_log(args: argparse.Namespace) -> int:
     report = verify_log(db_path, trusted_keys=trusted, known_heads=args.known_heads)
     print(report.text())
     return 0 if report.ok else 1
+
+
+def cmd_thresholds(args: argparse.Namespace) -> int:
+    """``facwatch evidence thresholds``: rule versions (one rule's history, or those in force at a time)."""
+    from evidence.thresholds import in_force, rule_versions
+
+    db_path, _ = _store(args)
+    if not db_path.exists():
+        return _usage(f"no database at {db_path}")
+    rows = in_force(db_path, args.at.timestamp()) if args.at else rule_versions(db_path, 0, 2**40)
+    if args.rule:
+        rows = [r for r in rows if r["rule"] == args.rule]
+    for row in rows:
+        valid_from, valid_to = (row[k] if isinstance(row[k], str | None) else _iso(row[k])
+                                for k in ("valid_from", "valid_to"))
+        print(f"{row['rule']:<36} {row['hash']}  {valid_from} .. {valid_to or 'now':<20}  by {row['changed_by']}: "
+              f"{row['reason']}")
+    return 0
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    """``facwatch drill``: 0 every expected alert in budget, 1 a failed drill, 2 usage."""
+    import asyncio
+
+    from config.load import load_site
+    from evidence.drill import DrillOptions, drill
+
+    site = load_site(args.config)
+    options = DrillOptions(args.scenario, time_scale=args.time_scale, notify=args.notify, ack_after=args.ack_after,
+                           drill_dir=args.drill_dir, settle_s=args.settle)
+    try:
+        report = asyncio.run(drill(site, options, args.output, args.data_dir))
+    except ValueError as exc:
+        return _usage(str(exc))
+    from evidence.drill import report_text
+
+    print(report_text(report), end="")
+    return 0 if report["result"] == "pass" else 1
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _store(args: argparse.Namespace) -> tuple[Path, Site | None]:

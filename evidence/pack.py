@@ -15,7 +15,9 @@ Layout of the zip::
 Personal names (actor, author, acknowledged_by, …) are replaced by ``person-<HMAC>`` pseudonyms under a
 random key made for this pack and never stored, so one person has one pseudonym within a pack and
 different ones across packs; ``reveal_names=True`` keeps them and needs a reason. Rows tagged with a
-``scenario`` (drills, simulations) never enter a pack. Every export is itself an audit record, written
+``scenario`` (drills, simulations) never enter a pack of real evidence; a drills pack (``drills=True``,
+``facwatch evidence export --drills``) is the opposite: it holds only drill record sets, kept whole, and
+its manifest says ``"kind": "drills"``. Every export is itself an audit record, written
 before the pack is built: if it cannot be written, there is no export.
 """
 
@@ -84,8 +86,12 @@ def export_pack(db_path: str | Path, start: float | datetime, end: float | datet
                 providers: Mapping[str, Provider], reveal_names: bool = False, reason: str | None = None,
                 actor: str | None = None, source: str | None = None, key: SigningKey | None = None,
                 site: str = "facwatch", progress: Progress | None = None,
-                clock: Callable[[], float] = _time.time) -> PackSummary:
-    """Build a signed evidence pack for [start, end) from the database; the export is audit-logged first."""
+                clock: Callable[[], float] = _time.time, drills: bool = False) -> PackSummary:
+    """Build a signed evidence pack for [start, end) from the database; the export is audit-logged first.
+
+    ``drills=True`` builds a drills pack: rows tagged with a scenario are kept (and nothing else should
+    be asked for: pass ``evidence.providers.drill_providers()``).
+    """
     db_path, out_zip = Path(db_path), Path(out_zip)
     start, end = (t.timestamp() if isinstance(t, datetime) else float(t) for t in (start, end))
     _check_request(start, end, reveal_names, reason, providers)
@@ -93,7 +99,7 @@ def export_pack(db_path: str | Path, start: float | datetime, end: float | datet
     actor = actor or _default_actor()
     say = progress or (lambda message: None)
     request = {"from": _iso(start), "to": _iso(end), "reveal_names": reveal_names, "reason": reason,
-               "file": out_zip.name, "record_sets": sorted(providers)}
+               "file": out_zip.name, "record_sets": sorted(providers), "kind": "drills" if drills else "evidence"}
     with AuditLog(db_path, key, clock=clock) as log, audited(
             log, AuditAction.EXPORT, actor, f"evidence pack {_iso(start)}..{_iso(end)}", details=request,
             source=source or f"cli@{socket.gethostname()}") as entry:
@@ -102,7 +108,7 @@ def export_pack(db_path: str | Path, start: float | datetime, end: float | datet
         signers = {c.key_id for c in [*segment.checkpoints, *([head] if head else [])]}
         keys = {k: pem for k, pem in log.public_keys().items() if k in signers}
         say(f"audit log: {len(segment.entries)} records in the period")
-        builder = _PackBuilder(out_zip, key, Pseudonymiser() if not reveal_names else None, say)
+        builder = _PackBuilder(out_zip, key, Pseudonymiser() if not reveal_names else None, say, drills)
         summary = builder.build(db_path, start, end, providers, _Audit(segment, head, keys), entry, site, clock)
     say(f"wrote {out_zip}")
     return summary
@@ -131,8 +137,10 @@ class _Audit:
 class _PackBuilder:
     """Writes the members one by one into a temporary zip, hashing each as it goes, then signs the manifest."""
 
-    def __init__(self, out_zip: Path, key: SigningKey, pseudonym: Pseudonymiser | None, say: Progress):
+    def __init__(self, out_zip: Path, key: SigningKey, pseudonym: Pseudonymiser | None, say: Progress,
+                 drills: bool = False):
         self.out_zip, self.key, self.pseudonym, self.say = out_zip, key, pseudonym, say
+        self.drills = drills
         self.files: dict[str, dict[str, object]] = {}
         self.zip: zipfile.ZipFile | None = None
 
@@ -166,7 +174,7 @@ class _PackBuilder:
         for number, (name, provider) in enumerate(providers.items(), 1):
             self.say(f"[{number}/{len(providers)}] reading {name}")
             rows = provider(db_path, start, end)
-            real = [row for row in rows if row.get("scenario") is None]
+            real = rows if self.drills else [row for row in rows if row.get("scenario") is None]
             excluded[name] = len(rows) - len(real)
             tables[name] = [self._private(row) for row in real]
         return tables, excluded
@@ -216,7 +224,7 @@ class _PackBuilder:
                     "created_at": _iso(clock()), "key_id": self.key.key_id, "reveal_names": self.pseudonym is None,
                     "exported_by": entry.actor if self.pseudonym is None else self.pseudonym(entry.actor),
                     "export_audit_seq": entry.seq, "rows": {n: len(r) for n, r in tables.items()},
-                    "drill_rows_excluded": dict(excluded),
+                    "drill_rows_excluded": dict(excluded), "kind": "drills" if self.drills else "evidence",
                     "audit": {"anchor": segment.anchor, "first_seq": first, "last_seq": last},
                     "files": dict(sorted(self.files.items()))}
         return _json(manifest)

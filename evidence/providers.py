@@ -3,7 +3,8 @@
 A provider reads its own tables in the shared SQLite file (read-only) and returns plain rows; the pack
 builder pseudonymises personal fields and drops drill rows (``scenario`` set) whatever a provider returns.
 ``pack_providers`` assembles every set an auditor gets: evidence records (generator test runs, UPS
-self-tests, power events), envelope compliance (when the site config is known) and the alert history.
+self-tests, power events), envelope compliance (when the site config is known), the alert history and the
+thresholds in force (rule versions). ``drill_providers`` are the sets of a separate drills pack.
 """
 
 from __future__ import annotations
@@ -122,4 +123,19 @@ def pack_providers(site: Site | None = None) -> dict[str, Provider]:
     if site is not None:
         providers["envelope_compliance"] = compliance_provider(site)
     providers.update(alert_providers())
+    providers["rule_versions"] = rule_version_provider()
     return providers
+
+
+def rule_version_provider() -> Provider:
+    """Thresholds in force: every rule version valid in the period, with who changed it, when and why."""
+    from evidence.thresholds import rule_versions
+
+    return rule_versions
+
+
+def drill_providers() -> dict[str, Provider]:
+    """The record sets of a drills pack (``facwatch evidence export --drills``): runs and their timings."""
+    from evidence.drill import drill_runs, drill_timings
+
+    return {"drill_runs": drill_runs, "drill_timings": drill_timings}

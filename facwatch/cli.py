@@ -13,6 +13,7 @@ from pathlib import Path
 from auth.cli import add_parser as add_auth_parsers
 from config.load import Site, load_site
 from config.yamlfile import ConfigError
+from evidence.cli import add_change_options, add_drill_parser
 from evidence.cli import add_parser as add_evidence_parser
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "sites" / "demo.yaml"
@@ -69,12 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-dashboard", action="store_true")
     run.add_argument("--data-dir", type=Path)
     _notify_option(run)
+    add_change_options(run)
     run.set_defaults(handler=cmd_run)
 
     collect = sub.add_parser("collect", help="collectors + store only")
     collect.add_argument("-c", "--config", required=True, type=Path)
     collect.add_argument("--data-dir", type=Path)
     _notify_option(collect)
+    add_change_options(collect)
     collect.set_defaults(handler=cmd_run, no_dashboard=True)
 
     alerts = sub.add_parser("alerts", help="alerts: list, acknowledge, silence, history; rule tests")
@@ -90,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     dash.add_argument("--port", type=int)
     dash.set_defaults(handler=cmd_dashboard)
     add_evidence_parser(sub)
+    add_drill_parser(sub)
     add_auth_parsers(sub)
     return parser
 
@@ -479,7 +483,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     site = load_site(args.config)
     asyncio.run(run_site(site, simulate=False, dashboard=not args.no_dashboard, data_dir=args.data_dir,
-                         notify=args.notify))
+                         notify=args.notify, change_by=args.change_by, change_reason=args.change_reason))
     return 0
 
 

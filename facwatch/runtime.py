@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import math
 import queue
 import signal
 import threading
@@ -32,8 +34,10 @@ class ReadingWriter:
     """
 
     def __init__(self, store: WriteStore, *, flush_s: float = 1.0, max_batch: int = 5000,
-                 heartbeat: Callable[[], None] | None = None, beat_every_s: float = 1.0):
+                 heartbeat: Callable[[], None] | None = None, beat_every_s: float = 1.0,
+                 retention: Callable[[float], int] | None = None):
         self._store = store
+        self._retention = retention  # per-kind, audited (evidence.retention); else the store's own
         self._flush_s = flush_s
         self._max_batch = max_batch
         self._heartbeat = heartbeat  # "collector" is alive: called after a written batch, at most once per beat_every_s
@@ -115,12 +119,15 @@ class ReadingWriter:
 
     def _retain(self) -> None:
         try:
-            removed = self._store.apply_retention(time.time())
+            if self._retention is not None:
+                removed = self._retention(time.time())
+            else:
+                removed = self._store.apply_retention(time.time())
         except Exception:
             log.exception("retention pass failed")
             return
         if removed:
-            log.info("retention removed %d old samples", removed)
+            log.info("retention removed %d old rows", removed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,14 +196,15 @@ async def wait_for_signal() -> None:
 @contextlib.asynccontextmanager
 async def simulation(site: Site, *, seed: int | None = None, time_scale: float | None = None,
                      scenario: str | None = None,
-                     on_scenario: Callable[[str, str, float], None] | None = None) -> AsyncIterator:
+                     on_scenario: Callable[[str, str, float], None] | None = None,
+                     on_step: Callable | None = None) -> AsyncIterator:
     """The site's simulators with a scenario runner and the loopback control endpoint."""
     from simulators.control import ControlServer
     from simulators.scenario import ScenarioRunner
     from simulators.site import SiteSimulator
 
     async with SiteSimulator(site, seed=seed, time_scale=time_scale) as sim:
-        sim.scenarios = ScenarioRunner(sim, on_change=on_scenario)
+        sim.scenarios = ScenarioRunner(sim, on_change=on_scenario, on_step=on_step)
         host, port = site.config.simulation.control.rsplit(":", 1)
         control = ControlServer(sim.scenarios, host, int(port), asyncio.get_running_loop())
         control.start()
@@ -242,26 +250,50 @@ async def trap_receiver(site: Site, sink: Callable[[list[Reading]], None],
 class Alerting:
     """The alert engine beside the collectors: it sees every reading as it arrives (DESIGN.md §3.5).
 
-    Changed alerts are logged and, when a notify config is given, handed to the notification
-    pipeline (durable outbox, retries, grouping, silences). A tick drives the time-based transitions
-    and the ``alerting`` heartbeat; operator commands (acks, silences) are applied every
-    COMMAND_TICK_S, so a click in the dashboard shows within a second.
+    Changed alerts are logged, appended to the audit log and, when a notify config is given, handed to
+    the notification pipeline (durable outbox, retries, grouping, silences). A tick drives the time-based
+    transitions and the ``alerting`` heartbeat; operator commands (acks, silences) are applied every
+    COMMAND_TICK_S, so a click in the dashboard shows within a second, each audited first (fail closed).
+
+    At start-up the loaded rules are compared with the recorded versions (``evidence.thresholds``): every
+    change becomes a ``config.change`` audit record and a ``rule_version`` row (who/why: ``change_by`` /
+    ``change_reason``, else FACWATCH_CHANGE_BY / FACWATCH_CHANGE_REASON, else "unknown (not given)").
+
+    An alert transition cannot be refused, so when its audit record cannot be written it is kept in a
+    backlog (retried before every later transition and on every tick, oldest first, so the log keeps the
+    order), logged at ERROR, counted in ``audit_failures``, and the meta alert ``audit_log_failing``
+    (critical) goes to the pipeline until the backlog is written; ``audit_dropped`` counts records lost when
+    the backlog overflows AUDIT_BACKLOG_MAX.
     """
 
     TICK_S = 2.0
     COMMAND_TICK_S = 0.5
+    AUDIT_ACTOR = "facwatch"  # transitions are the engine's doing; operators are the actors of commands
+    AUDIT_BACKLOG_MAX = 100_000
 
-    def __init__(self, site: Site, db_path: Path, notify_path: Path | None = None):
+    def __init__(self, site: Site, db_path: Path, notify_path: Path | None = None, *, audit: bool = True,
+                 change_by: str | None = None, change_reason: str | None = None,
+                 on_changed: Callable[[list], None] | None = None, key_dir: Path | None = None):
         from alerts.commands import ActionStore, CommandApplier
         from alerts.engine import AlertEngine
         from alerts.rules import load_rules
         from alerts.state import AlertStateStore
 
+        rules = load_rules()
+        self.site_id = site.config.site.id
+        self.audit = _open_audit(db_path, key_dir) if audit else None
+        record_rule_versions(db_path, rules, self.audit, change_by, change_reason)
         self.state = AlertStateStore(db_path)
-        self.engine = AlertEngine(site, load_rules(), self.state)
+        self.engine = AlertEngine(site, rules, self.state)
         self.actions = ActionStore(db_path)
         self.pipeline = _pipeline(notify_path, db_path, self.actions) if notify_path is not None else None
-        self.applier = CommandApplier(self.actions, self.engine, self._changed, self.pipeline)
+        self.applier = CommandApplier(self.actions, self.engine, self._changed, self.pipeline, self.audit)
+        self.on_changed = on_changed
+        self._known = {a.fingerprint: (a.state.value, a.acknowledged_by) for a in self.engine.alerts()}
+        self._backlog: collections.deque[dict] = collections.deque()
+        self.audit_failures = 0
+        self.audit_dropped = 0
+        self._audit_failing_since: float | None = None
         if self.pipeline is not None:  # after a restart: dedup knows what was paged, escalation goes on
             self.pipeline.submit([a for a in self.engine.alerts() if a.state.value == "firing"])
 
@@ -275,8 +307,68 @@ class Alerting:
             level = logging.INFO if alert.state.value in ("firing", "resolved") else logging.DEBUG
             log.log(level, "alert %s %s [%s] %s", alert.rule, alert.state.value, alert.severity.value,
                     alert.summary or dict(alert.labels))
+        self._audit_transitions(alerts)
         if alerts and self.pipeline is not None:
             self.pipeline.submit(alerts)
+        if alerts and self.on_changed is not None:
+            self.on_changed(alerts)
+
+    def _audit_transitions(self, alerts: list) -> None:
+        if self.audit is None:
+            return
+        for alert in alerts:
+            before = self._known.get(alert.fingerprint)
+            now = (alert.state.value, alert.acknowledged_by)
+            self._known[alert.fingerprint] = now
+            if before == now:
+                continue  # an update without a transition (e.g. a new value while firing)
+            self._backlog.append(_transition_record(alert, before[0] if before else None))
+        while len(self._backlog) > self.AUDIT_BACKLOG_MAX:
+            self._backlog.popleft()
+            self.audit_dropped += 1
+        self._flush_audit()
+
+    def _flush_audit(self) -> None:
+        from evidence.auditlog import AuditWriteError
+
+        assert self.audit is not None
+        while self._backlog:
+            record = self._backlog[0]
+            try:
+                self.audit.append("alert.transition", self.AUDIT_ACTOR, record["subject"], before=record["before"],
+                                  after=record["after"], details=record["details"], source=f"engine@{self.site_id}")
+            except (AuditWriteError, ValueError) as exc:
+                self._audit_failed(exc)
+                return
+            self._backlog.popleft()
+        if self._audit_failing_since is not None:
+            log.warning("audit log writable again: the alert-transition backlog is written")
+            self._audit_meta("resolved")
+            self._audit_failing_since = None
+
+    def _audit_failed(self, exc: Exception) -> None:
+        self.audit_failures += 1
+        log.error("AUDIT LOG FAILING: %d alert transition(s) not yet recorded, retried on every tick (%s)",
+                  len(self._backlog), exc)
+        if self._audit_failing_since is None:
+            self._audit_failing_since = time.time()
+            self._audit_meta("firing")
+
+    def _audit_meta(self, state: str) -> None:
+        if self.pipeline is None or self._audit_failing_since is None:
+            return
+        from alerts.model import Alert, AlertState
+        from alerts.model import Severity as AlertSeverity
+
+        now = time.time()
+        meta = Alert("audit_log_failing", {"site": self.site_id, "device": "facwatch"}, AlertSeverity.CRITICAL,
+                     AlertState(state), summary=f"audit log not writable since {self._audit_failing_since:.0f}",
+                     fired_at=self._audit_failing_since, resolved_at=now if state == "resolved" else None,
+                     updated_at=now)
+        try:
+            self.pipeline.submit([meta])
+        except Exception:
+            log.exception("could not raise the audit_log_failing meta alert")
 
     def apply_commands(self) -> None:
         """Apply pending operator commands; a failure is logged, never fatal to the loop."""
@@ -286,8 +378,10 @@ class Alerting:
             log.exception("applying operator commands failed")
 
     def tick(self, now: float) -> None:
-        """Time-driven alert transitions, then the ``alerting`` heartbeat."""
+        """Time-driven alert transitions (and a retry of audit records not yet written), then the heartbeat."""
         self._changed(self.engine.tick(now))
+        if self._backlog:
+            self._flush_audit()
         try:
             self.actions.beat("alerting", now)
         except Exception:
@@ -308,8 +402,46 @@ class Alerting:
             if delivery is not None:
                 delivery.cancel()
                 await asyncio.gather(delivery, return_exceptions=True)
-            self.state.close()
-            self.actions.close()
+            self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        self.state.close()
+        self.actions.close()
+        if self.audit is not None:
+            self.audit.close()
+
+
+def _open_audit(db_path: Path, key_dir: Path | None = None):
+    """The audit log of the file, signed with the configured key (or the one in ``key_dir``, default beside it)."""
+    from evidence.auditlog import AuditLog
+
+    return AuditLog.open(db_path, data_dir=key_dir)
+
+
+def record_rule_versions(db_path: Path, rules: list, audit, change_by: str | None = None,
+                         change_reason: str | None = None) -> list:
+    """Compare the loaded rules with the recorded versions; record and audit each change (see evidence.thresholds)."""
+    from evidence.thresholds import RuleVersionStore
+
+    versions = RuleVersionStore(db_path)
+    try:
+        changes = versions.record(rules, audit, change_by, change_reason)
+    finally:
+        versions.close()
+    for change in changes:
+        log.info("rule %s %s (%s -> %s)", change.rule, change.change, change.old_hash, change.new_hash)
+    return changes
+
+
+def _transition_record(alert, before: str | None) -> dict:
+    """What the audit log keeps of one alert transition: from/to state and the alert's context."""
+    return {"subject": f"alert {alert.rule} {alert.fingerprint}", "before": {"state": before},
+            "after": {"state": alert.state.value, "severity": alert.severity.value,
+                      "value": alert.value if alert.value is None or math.isfinite(alert.value) else None,
+                      "acknowledged_by": alert.acknowledged_by},
+            "details": {"rule": alert.rule, "labels": dict(alert.labels), "summary": alert.summary,
+                        "scenario": alert.scenario, "at": alert.updated_at}}
 
 
 def _pipeline(notify_path: Path, db_path: Path, actions):
@@ -318,6 +450,14 @@ def _pipeline(notify_path: Path, db_path: Path, actions):
     from alerts.pipeline import NotificationPipeline
 
     return NotificationPipeline(load_notify_config(notify_path), Outbox(db_path), actions=actions)
+
+
+def retention(site: Site, store: SqliteStore):
+    """The per-kind, audited retention pass for the reading writer (see evidence.retention)."""
+    from evidence.auditlog import AuditLog
+    from evidence.retention import Retention, RetentionPolicy
+
+    return Retention(RetentionPolicy.for_site(site), store, AuditLog.open(store.path))
 
 
 def collector_heartbeat(db_path: Path) -> Callable[[], None]:
@@ -373,11 +513,16 @@ async def run_collectors(site: Site, sink: Callable[[list[Reading]], None],
 
 async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Path | None = None,
                    port: int | None = None, time_scale: float | None = None, scenario: str | None = None,
-                   notify: Path | None = None) -> None:
-    """Collectors + store + alerts (+ simulators for the demo) (+ dashboard), until SIGINT/SIGTERM."""
+                   notify: Path | None = None, change_by: str | None = None,
+                   change_reason: str | None = None) -> None:
+    """Collectors + store + alerts (+ simulators for the demo) (+ dashboard), until SIGINT/SIGTERM.
+
+    ``change_by`` / ``change_reason``: who changed the rules since the last start and why (see Alerting).
+    """
     store = open_store(site, data_dir)
-    writer = ReadingWriter(store, heartbeat=collector_heartbeat(store.path))
-    alerting = Alerting(site, store.path, notify)
+    pruning = retention(site, store)
+    writer = ReadingWriter(store, heartbeat=collector_heartbeat(store.path), retention=pruning)
+    alerting = Alerting(site, store.path, notify, change_by=change_by, change_reason=change_reason)
     evidence = EvidenceRecorder(site, store.path)
     web = start_dashboard(site, store, port=port, simulate=simulate) if dashboard else None
     try:
@@ -403,5 +548,6 @@ async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Pat
         if web is not None:
             web.stop()
         writer.close()
+        pruning.audit.close()
         evidence.close()
         store.close()

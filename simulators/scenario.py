@@ -9,6 +9,15 @@ A scenario file (``simulators/scenarios/<name>.yaml``)::
       - {at: 30s, do: utility, available: false}
       - {at: 20m30s, do: utility, available: true}
 
+An optional ``expect:`` list says which alerts a drill of the scenario must raise (``facwatch drill``)::
+
+    expect:
+      - {alert: mains_failure, after: 30s, within: 60s}
+
+``alert`` is the rule name (``labels`` may narrow it to e.g. one device), ``after`` the simulated time of
+the step that causes it (0 or a step's ``at``), ``within`` the wall-clock budget from that step reaching
+the plant to the alert firing (poll interval + rule hold + evaluation: none of it runs on simulated time).
+
 ``at`` is simulated time since the scenario started, so a run at ``time_scale: 60`` takes a minute of
 wall time per simulated hour. Each ``do`` names an action below; its other keys are the action's
 arguments, checked when the file is loaded (an unknown action or argument is a file:line error).
@@ -170,6 +179,21 @@ class StepModel(BaseModel):
         return name
 
 
+class ExpectModel(BaseModel):
+    """An alert a drill of the scenario must raise: which, caused by which step, within what budget."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    alert: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    labels: dict[str, str] = Field(default_factory=dict)
+    after: float = Field(default=0.0, ge=0)
+    within: float = Field(gt=0)
+
+    @field_validator("after", "within", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
 class ScenarioModel(BaseModel):
     """A scenario file."""
 
@@ -178,6 +202,7 @@ class ScenarioModel(BaseModel):
     description: str
     duration: float = Field(gt=0)
     steps: list[StepModel] = Field(min_length=1)
+    expect: list[ExpectModel] = Field(default_factory=list)
 
     @field_validator("duration", mode="before")
     @classmethod
@@ -195,6 +220,16 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Expectation:
+    """An alert a drill must see: rule, label subset, the causing step's time, the wall-clock budget."""
+
+    alert: str
+    labels: Mapping[str, str]
+    after: float
+    within: float
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     """A validated scenario."""
 
@@ -202,6 +237,7 @@ class Scenario:
     description: str
     duration: float
     steps: tuple[Step, ...]
+    expect: tuple[Expectation, ...] = ()
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -216,7 +252,8 @@ def load_scenario(path: Path) -> Scenario:
     if problems:
         raise ConfigError(problems)
     steps = tuple(Step(s.at, s.do, dict(s.model_extra or {})) for s in model.steps)
-    return Scenario(model.name, model.description, model.duration, steps)
+    expect = tuple(Expectation(e.alert, dict(e.labels), e.after, e.within) for e in model.expect)
+    return Scenario(model.name, model.description, model.duration, steps, expect)
 
 
 def _argument_problem(step: StepModel) -> str | None:
@@ -231,8 +268,13 @@ def _argument_problem(step: StepModel) -> str | None:
 
 
 def _order_problems(model: ScenarioModel, doc: YamlDocument) -> list:
-    return [doc.problem(("steps", i, "at"), f"step at {step.at:g} s is after the scenario's end ({model.duration:g} s)")
-            for i, step in enumerate(model.steps) if step.at > model.duration]
+    problems = [doc.problem(("steps", i, "at"), f"step at {step.at:g} s is after the scenario's end "
+                                                f"({model.duration:g} s)")
+                for i, step in enumerate(model.steps) if step.at > model.duration]
+    times = {0.0, *(step.at for step in model.steps)}
+    return problems + [doc.problem(("expect", i, "after"), f"after {e.after:g} s is not the time of a step "
+                                                            f"({', '.join(f'{t:g}' for t in sorted(times))})")
+                       for i, e in enumerate(model.expect) if e.after not in times]
 
 
 def load_scenarios(root: Path = SCENARIO_DIR) -> dict[str, Scenario]:
@@ -254,10 +296,12 @@ class ScenarioRunner:
     """Runs one scenario at a time against a SiteSimulator, on its simulated clock."""
 
     def __init__(self, sim: SiteSimulator, scenarios: Mapping[str, Scenario] | None = None,
-                 on_change: Callable[[str, str, float], None] | None = None):
+                 on_change: Callable[[str, str, float], None] | None = None,
+                 on_step: Callable[[str, Step, float], None] | None = None):
         self.sim = sim
         self.scenarios = dict(scenarios if scenarios is not None else load_scenarios())
         self._on_change = on_change  # (scenario, "started"|"finished"|"stopped", plant clock)
+        self._on_step = on_step  # (scenario, step, plant clock) once the step has acted on the plant
         self._task: asyncio.Task | None = None
         self.active: str | None = None
 
@@ -293,6 +337,8 @@ class ScenarioRunner:
             log.info("scenario %s at %gs: %s %s", scenario.name, step.at, step.action, dict(step.arguments))
             await ACTIONS[step.action](self.sim, **step.arguments)
             await self.sim.publish()
+            if self._on_step is not None:
+                self._on_step(scenario.name, step, self.sim.plant.clock_s)
         await self._until(start + scenario.duration)
         self._finish("finished")
 

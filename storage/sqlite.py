@@ -95,6 +95,8 @@ _PRUNE_CHUNK = """
     DELETE FROM samples WHERE series_id = ?1 AND ts_ms IN (
         SELECT ts_ms FROM samples WHERE series_id = ?1 AND ts_ms < ?2 ORDER BY ts_ms LIMIT ?3)"""
 
+_PRUNE_EVENTS = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)"
+
 Row = tuple[int, int, float | None, int, str | None, str | None]
 
 
@@ -159,11 +161,27 @@ class SqliteStore:
         with self._transaction() as conn:
             conn.executemany(_INSERT_EVENT, rows)
 
-    def apply_retention(self, now: float) -> int:
-        """Delete samples older than ``now`` minus the retention, in short transactions; return the count."""
-        cutoff_ms = round(now * 1000) - round(self.retention_days * _MS_PER_DAY)
+    def apply_retention(self, now: float, days: float | None = None) -> int:
+        """Delete samples older than ``now`` minus ``days`` (default: the store's), in short transactions."""
+        cutoff_ms = round(now * 1000) - round((self.retention_days if days is None else days) * _MS_PER_DAY)
         series_ids = [sid for (sid,) in self._reader().execute(_SERIES_WITH_OLD, (cutoff_ms,))]
         return sum(self._prune_series(sid, cutoff_ms) for sid in series_ids)
+
+    def has_old(self, kind: str, cutoff: float) -> bool:
+        """True when ``readings`` (samples) or ``events`` hold anything stamped before ``cutoff`` (epoch s)."""
+        sql = {"readings": "SELECT 1 FROM samples WHERE ts_ms < ? LIMIT 1",
+               "events": "SELECT 1 FROM events WHERE ts_ms < ? LIMIT 1"}[kind]
+        return self._reader().execute(sql, (round(cutoff * 1000),)).fetchone() is not None
+
+    def prune_events(self, cutoff: float) -> int:
+        """Delete events stamped before ``cutoff`` (epoch s), one chunk per transaction; return the count."""
+        deleted = 0
+        while True:
+            with self._transaction() as conn:
+                count = conn.execute(_PRUNE_EVENTS, (round(cutoff * 1000), self.retention_chunk)).rowcount
+            deleted += count
+            if count < self.retention_chunk:
+                return deleted
 
     def close(self) -> None:
         """Close every connection; the last close checkpoints the WAL back into the main file."""

@@ -375,3 +375,105 @@ def test_alerting_applies_commands_and_beats_alerting_on_its_tick(db):
     assert dashboard.heartbeats()["alerting"].at == 1_000.0
     alerting.state.close()
     alerting.actions.close()
+
+
+# -- audit, fail closed ---------------------------------------------------------------------------------------
+
+class BrokenAudit:
+    """An audit log whose disk is gone: every append fails."""
+
+    def __init__(self):
+        self.attempts = 0
+
+    def append(self, *args, **kwargs):
+        from evidence.auditlog import AuditWriteError
+
+        self.attempts += 1
+        raise AuditWriteError("audit record not stored: disk I/O error")
+
+    def close(self) -> None:
+        pass
+
+
+def audit_log(db: Path, clock: FakeClock):
+    from evidence.auditlog import AuditLog
+    from evidence.keys import generate_key_file
+
+    return AuditLog(db, generate_key_file(db.parent / "audit.key"), clock=clock)
+
+
+def test_every_applied_command_is_audited_with_who_where_before_and_after(db, clock):
+    engine = engine_with_ups_on_battery(db, clock)
+    actions, audit = ActionStore(db, clock), audit_log(db, clock)
+    fp = firing(engine).fingerprint
+    applier = CommandApplier(actions, engine, audit=audit)
+    actions.request_ack(fp, "alice", "on my way", source="10.0.0.7")
+    actions.request_silence({"device": UPS}, T0 + 600, "battery swap", "bob", kind="maintenance", source="noc-3")
+    applier.apply_pending()
+    [silence] = actions.silences()
+    actions.request_expire(silence.id, "carol", source="cli@ops")
+    applier.apply_pending()
+    entries = audit.entries()
+    assert [(e.action, e.actor, e.source) for e in entries] == [
+        ("alert.ack", "alice", "10.0.0.7"), ("maintenance", "bob", "noc-3"), ("maintenance", "carol", "cli@ops")]
+    ack = json.loads(entries[0].details)
+    assert ack["before"] == {"state": "firing", "acknowledged_by": None}
+    assert ack["after"] == {"acknowledged_by": "alice", "note": "on my way"} and ack["command_id"] == 1
+    assert json.loads(entries[1].details)["after"]["reason"] == "battery swap"
+    expire = json.loads(entries[2].details)
+    assert expire["before"]["expired_at"] is None and expire["after"]["expired_by"] == "carol"
+
+
+def test_a_command_the_audit_log_cannot_record_is_refused_and_not_applied(db, clock):
+    engine = engine_with_ups_on_battery(db, clock)
+    actions = ActionStore(db, clock)
+    fp = firing(engine).fingerprint
+    actions.request_ack(fp, "alice")
+    actions.request_silence({"device": UPS}, T0 + 600, "battery swap", "bob")
+    done = CommandApplier(actions, engine, audit=BrokenAudit()).apply_pending()
+    assert [(c.outcome, c.detail) for c in done] == [
+        ("refused", "not applied: the audit log cannot record it (audit record not stored: disk I/O error)")] * 2
+    assert AlertStateStore(db).get(fp).acknowledged_by is None
+    assert actions.silences() == []
+
+
+def test_a_refusal_found_before_anything_changes_is_not_audited(db, clock):
+    actions, audit = ActionStore(db, clock), audit_log(db, clock)
+    actions.request_expire(99, "carol")
+    [done] = CommandApplier(actions, engine_with_ups_on_battery(db, clock), audit=audit).apply_pending()
+    assert done.outcome == "refused" and audit.entries() == []
+
+
+def test_alert_transitions_are_audited_from_the_runtime(db):
+    alerting = Alerting(load_site(SKELETON_CONFIG), db)
+    alerting.observe([Reading(UPS, "output.source", 1_000.0, 5.0, text="battery")])
+    alerting.tick(1_000.0)
+    transitions = [e for e in alerting.audit.entries() if e.action == "alert.transition"]
+    assert transitions and transitions[-1].actor == "facwatch"
+    last = json.loads(transitions[-1].details)
+    assert last["after"]["state"] == "firing" and last["rule"] == "ups_on_battery"
+    assert last["labels"]["device"] == UPS
+    alerting.close()
+
+
+def test_a_transition_the_audit_log_cannot_take_is_kept_retried_and_raises_a_meta_alert(db, tmp_path):
+    notify = tmp_path / "notify.yaml"
+    notify.write_text(json.dumps(NOTIFY))
+    alerting = Alerting(load_site(SKELETON_CONFIG), db, notify)
+    real, submitted = alerting.audit, []
+    alerting.audit = BrokenAudit()
+    original = alerting.pipeline.submit
+    alerting.pipeline.submit = lambda alerts: (submitted.extend(alerts), original(alerts))
+    alerting.observe([Reading(UPS, "output.source", 1_000.0, 5.0, text="battery")])
+    alerting.tick(1_000.0)
+    assert alerting.audit_failures >= 2 and alerting._backlog
+    assert [(a.rule, a.state.value) for a in submitted if a.rule == "audit_log_failing"] == [
+        ("audit_log_failing", "firing")]
+    waiting = len(alerting._backlog)
+    alerting.audit = real  # the disk is back
+    alerting.tick(1_001.0)
+    assert not alerting._backlog
+    assert len([e for e in real.entries() if e.action == "alert.transition"]) >= waiting
+    assert [a.state.value for a in submitted if a.rule == "audit_log_failing"] == ["firing", "resolved"]
+    real.close()
+    alerting.close()

@@ -315,7 +315,8 @@ def test_cli_export_with_a_site_config_includes_every_record_set(pack_db, tmp_pa
                  "--to", "2026-11-18", "-o", str(out), "--actor", "k.exporter"]) == 0
     rows = json.loads(_members(out)["manifest.json"])["rows"]
     assert list(rows) == ["generator_runs", "ups_self_tests", "power_events", "envelope_compliance",
-                          "alert_transitions", "acknowledgements", "operator_commands", "silences", "audit_log"]
+                          "alert_transitions", "acknowledgements", "operator_commands", "silences", "rule_versions",
+                          "audit_log"]
     assert verify_pack(out).ok
 
 
