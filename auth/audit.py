@@ -82,3 +82,10 @@ class AuditLogSink:
                source: str | None) -> None:
         """Append one record to the hash-chained log."""
         self._log.append(str(action), actor, subject, details=dict(details or {}), source=source)
+
+
+def chained_sink(path: Any) -> AuditLogSink:
+    """The hash-chained audit log of the database file at ``path``, as a sink (what facwatch uses)."""
+    from evidence.auditlog import AuditLog
+
+    return AuditLogSink(AuditLog.open(path))

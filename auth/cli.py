@@ -82,7 +82,10 @@ def store_path(args: argparse.Namespace) -> Path:
 
 
 def _service(args: argparse.Namespace) -> AuthService:
-    return AuthService.open(store_path(args))
+    from auth.audit import chained_sink
+
+    path = store_path(args)
+    return AuthService.open(path, chained_sink(path))
 
 
 def _actor() -> tuple[str, str]:

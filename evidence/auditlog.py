@@ -66,6 +66,14 @@ class AuditAction(StrEnum):
     RETENTION_DELETION = "retention.deletion"
     LOGIN = "login"
     LOGIN_FAILED = "login.failed"
+    LOGOUT = "logout"
+    USER_ADD = "user.add"
+    USER_PASSWORD = "user.password"
+    USER_DISABLE = "user.disable"
+    TOKEN_CREATE = "token.create"
+    TOKEN_REVOKE = "token.revoke"
+    AUTHZ_REFUSED = "authz.refused"
+    KIOSK_REFUSED = "kiosk.refused"
 
 
 class AuditWriteError(RuntimeError):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from auth import cli
-from auth.audit import SqliteAuditSink
 from auth.db import Database
 from auth.service import AuthService
+from evidence.auditlog import AuditLog
 
 PASSWORD = "a cli password long enough"
 
@@ -33,8 +33,10 @@ def test_users_add_list_passwd_disable(tmp_path: Path, monkeypatch: pytest.Monke
     service = AuthService(Database(tmp_path / "facwatch.db"))
     assert not service.user("otto").enabled
     assert PASSWORD not in capsys.readouterr().out
-    actions = [e["action"] for e in SqliteAuditSink(service.db).events()]
-    assert actions == ["user.disable", "user.password", "user.add"]
+    with AuditLog.open(tmp_path / "facwatch.db") as audit:  # the hash-chained log, not the fallback table
+        actions = [e.action for e in audit.entries()]
+    assert actions == ["user.add", "user.password", "user.disable"]
+    assert PASSWORD not in (tmp_path / "facwatch.db").read_bytes().decode("latin-1")
 
 
 def test_password_is_never_an_argument() -> None:
