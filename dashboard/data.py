@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from alerts.commands import ActionStore
 from alerts.rules import Rule
 from alerts.state import AlertStateStore
+from auth.service import AuthService
 from collectors.codec import DATATYPES
 from collectors.model import HEALTH_POINTS, Kind, PointSpec, Quality, Reading, Severity
 from collectors.profile import DeviceProfile
@@ -62,6 +63,7 @@ class DashboardSources:
     actions: ActionStore | None = None
     scenario_url: str | None = None
     rules: tuple[Rule, ...] | None = None
+    auth: AuthService | None = None  # accounts and kiosk tokens; None = open dashboard (loopback demo)
 
 
 # --- view-models -----------------------------------------------------------------------------------

@@ -1,0 +1,54 @@
+"""Who is acting: every privileged callback asks here, on the server, never by hiding a button.
+
+With accounts configured (``sources.auth``) the actor is the logged-in identity, refused (and audited by
+the guard) unless its role grants the permission. Without accounts — the loopback demo — the
+dashboard is open and the operator types a name, recorded with the request's address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import flask
+
+from auth.model import AuthorisationRefused, Permission
+from auth.web import require_permission
+from dashboard.data import DashboardSources
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """A person allowed to do something, and where the request came from."""
+
+    name: str
+    source: str
+
+
+class Refused(Exception):
+    """The action is not allowed; the message is safe to show."""
+
+
+def authorise(sources: DashboardSources, permission: Permission | str, typed_name: str | None = None) -> Actor:
+    """The actor for ``permission``, or Refused with a message for the page."""
+    if sources.auth is None:
+        name = (typed_name or "").strip()
+        if not name:
+            raise Refused("enter your name: this dashboard has no accounts, so actions are signed by name")
+        return Actor(name[:200], _source())
+    try:
+        identity = require_permission(Permission(permission))
+    except AuthorisationRefused as exc:
+        raise Refused(f"refused: your role does not allow {Permission(permission).value}") from exc
+    return Actor(identity.name, identity.source)
+
+
+def accounts_enabled(sources: DashboardSources) -> bool:
+    """True when actions are signed by the logged-in identity (no name field needed)."""
+    return sources.auth is not None
+
+
+def _source() -> str:
+    try:
+        return flask.request.remote_addr or "unknown"
+    except RuntimeError:  # outside a request (unit tests calling a callback directly)
+        return "unknown"
