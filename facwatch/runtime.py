@@ -390,7 +390,10 @@ class Alerting:
     async def run(self) -> None:
         """Apply commands, tick the engine (and run the pipeline's delivery loop) until cancelled."""
         delivery = asyncio.create_task(self.pipeline.run()) if self.pipeline is not None else None
-        next_tick = time.monotonic()
+        # Devices are silent until the collectors (and, in the demo, the simulators and dashboard) have
+        # started: count silence from now, not from construction, or start-up pages every device.
+        self.engine.started_at = time.time()
+        next_tick = time.monotonic() + self.TICK_S
         try:
             while True:
                 self.apply_commands()
