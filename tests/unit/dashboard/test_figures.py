@@ -104,3 +104,63 @@ def test_empty_figure_has_a_message_and_no_data():
     fig = empty_figure("choose a device and a point")
     assert fig.data == ()
     assert fig.layout.annotations[0].text == "choose a device and a point"
+
+
+# --- compare_figure (the Trends page) -------------------------------------------------------------
+
+from collectors.model import Severity  # noqa: E402
+from dashboard.figures import TrendSeries, axis_units, compare_figure  # noqa: E402
+from dashboard.trend_data import AlertMark, EnvelopeLine, ScenarioPeriod  # noqa: E402
+
+
+def series(name="dev temp", unit="°C", envelope=(), buckets=None):
+    buckets = buckets if buckets is not None else [good(T0 + i * 2, 20 + i) for i in range(5)]
+    return TrendSeries(name, buckets, unit, 2.0, envelope)
+
+
+def compare(items, **kwargs):
+    options = {"start": T0 - 60, "end": T0 + 60, "bucket_s": 1.0, "uirevision": "rev", "tz": UTC}
+    return compare_figure(items, **{**options, **kwargs})
+
+
+def test_each_series_has_a_tagged_mean_line_without_a_trailing_break():
+    fig = compare([series("a t"), series("b t")])
+    means = [t for t in fig.data if t.meta]
+    assert [t.meta for t in means] == ["mean:0", "mean:1"]
+    assert list(means[0].y) == [20, 21, 22, 23, 24]  # live readings appended later continue this line
+    assert means[0].line.color != means[1].line.color
+    assert fig.layout.showlegend is True
+
+
+def test_a_second_unit_gets_the_right_axis():
+    fig = compare([series("a t"), series("b load", unit="%")])
+    assert axis_units([series(), series(unit="%"), series(unit="V")]) == ["°C", "%, V"]
+    assert fig.layout.yaxis.title.text == "°C"
+    assert fig.layout.yaxis2.title.text == "%"
+    assert {t.yaxis for t in fig.data if t.meta} == {"y", "y2"}
+
+
+def test_envelope_levels_are_lines_and_the_warning_band_is_shaded():
+    envelope = [EnvelopeLine("r", Severity.WARNING, "above", 23), EnvelopeLine("r", Severity.WARNING, "below", 19),
+                EnvelopeLine("r", Severity.CRITICAL, "above", 32)]
+    fig = compare([series(envelope=envelope)])
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert sorted(s.y0 for s in lines) == [19, 23, 32]
+    (band,) = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert (band.y0, band.y1) == (19, 23)
+
+
+def test_alerts_and_drills_are_marked_with_slug_names_only():
+    marks = [AlertMark(T0, "inlet_temperature_out_of_envelope", "dh1-a01", "firing", Severity.WARNING)]
+    periods = [ScenarioPeriod("<img src=x>", T0 - 30, None)]
+    fig = compare([series()], marks=marks, periods=periods)
+    texts = [a.text for a in fig.layout.annotations]
+    assert "drill: scenario" in texts and "▲" in texts
+    assert all("<" not in (a.text or "") + (a.hovertext or "") for a in fig.layout.annotations)
+    assert any(s.type == "rect" and s.yref == "paper" for s in fig.layout.shapes)
+
+
+def test_no_data_at_all_says_so():
+    fig = compare([series(buckets=[])], message="store unavailable")
+    assert fig.layout.annotations[-1].text == "store unavailable"
+    assert [t.meta for t in fig.data] == ["mean:0"]  # an empty line, ready for live readings
