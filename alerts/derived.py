@@ -1,4 +1,4 @@
-"""Values computed from readings: dew point, rate of change, UPS and fuel autonomy at full load."""
+"""Values computed from readings: dew point, rate of change, autonomy, ring redundancy, qualifying runs."""
 
 from __future__ import annotations
 
@@ -44,6 +44,53 @@ def fuel_days_full_load(level_pct: float, tank_litres: float, rated_kw: float, s
     value = litres / (rated_kw * sfc_l_per_kwh) / HOURS_PER_DAY
     method = (f"{litres:.0f} L usable ÷ ({rated_kw:g} kW × {sfc_l_per_kwh:g} L/kWh) at full load")
     return Estimate(value, method)
+
+
+def ring_redundancy(rings: list[tuple[str, float, float]]) -> Estimate:
+    """Combined load of all rings as % of the capacity left after losing the largest ring.
+
+    ``rings`` holds (name, load % of its own capacity, capacity) per ring; for 2N (two rings) the capacity
+    left is the smaller ring's, so above 100 % a ring failure would overload the other.
+    """
+    if len(rings) < 2:
+        raise ValueError("redundancy needs at least two rings")
+    capacities = [capacity for _, _, capacity in rings]
+    left = sum(capacities) - max(capacities)
+    if left <= 0:
+        raise ValueError("ring capacities must be above 0")
+    combined = sum(load / 100.0 * capacity for _, load, capacity in rings)
+    parts = " + ".join(f"{name} {load:g} % of {capacity:g}" for name, load, capacity in rings)
+    return Estimate(100.0 * combined / left, f"({parts}) = {combined:.4g} on {left:g} left if the largest ring fails")
+
+
+class QualifyingRun:
+    """A condition that must hold (known true) continuously for ``hold_s`` to count, e.g. a 30 min test run.
+
+    Unknown evaluations never count; a gap of more than ``max_gap_s`` between true ones restarts the run,
+    so missing data cannot stretch two short runs into one long one.
+    """
+
+    def __init__(self, hold_s: float, max_gap_s: float):
+        self.hold_s = hold_s
+        self.max_gap_s = max_gap_s
+        self.since: float | None = None
+        self.last_true: float | None = None
+        self.credited = False
+
+    def update(self, ts: float, truth: bool | None) -> bool:
+        """Feed one evaluation; True exactly once per run, at the first evaluation after it has held long enough."""
+        if truth is None:
+            return False
+        if truth is False:
+            self.since = None
+            return False
+        if self.since is None or self.last_true is None or ts - self.last_true > self.max_gap_s:
+            self.since, self.credited = ts, False
+        self.last_true = ts
+        if self.credited or ts - self.since < self.hold_s:
+            return False
+        self.credited = True
+        return True
 
 
 class RateWindow:

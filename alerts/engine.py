@@ -1,27 +1,38 @@
 """The alert state machine (after Prometheus rules/alerting.go): inactive → pending → firing → resolved.
 
 A rule's condition is evaluated per device and point when readings arrive (`observe`) and again on the
-clock (`tick`): `for` expiry, clear delay, stale data. Missing data never changes another rule's alert:
-it is neither inside nor outside the envelope (USERS.md #14), so the alert holds its state.
+clock (`tick`): `for` expiry, clear delay, stale data, overdue test schedules. Missing data never changes
+another rule's alert: it is neither inside nor outside the envelope (USERS.md #14), so the alert holds its state.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
-from alerts.derived import Estimate, RateWindow, dew_point, fuel_days_full_load, ups_autonomy_full_load
+from alerts.derived import (
+    Estimate,
+    QualifyingRun,
+    RateWindow,
+    dew_point,
+    fuel_days_full_load,
+    ring_redundancy,
+    ups_autonomy_full_load,
+)
 from alerts.model import Alert, AlertState, fingerprint
-from alerts.rules import DERIVED_INPUTS, Condition, Rule, Term, matches
-from alerts.state import AlertStateStore
-from collectors.model import REACHABLE_POINT, EnumState, Quality, Reading, Severity
+from alerts.rules import DERIVED_INPUTS, RING_LOAD_POINT, Condition, Rule, Term, matches
+from alerts.state import AlertStateStore, ScheduleMark
+from collectors.model import REACHABLE_POINT, EnumState, Kind, Quality, Reading, Severity
 from config.load import Site
 
 _RANK = {Severity.OK: 0, Severity.INFO: 1, Severity.WARNING: 2, Severity.CRITICAL: 3}
 _ACTIVE = (AlertState.PENDING, AlertState.FIRING)
+_CLOCKED = ("missing", "schedule")  # kinds whose condition the clock itself re-evaluates on every tick
 DEFAULT_STALE_AFTER = 3.0  # poll intervals without a reading before a value counts as stale
+DAY_S = 86400.0
 
 
 @dataclass(slots=True)
@@ -49,6 +60,7 @@ class _Eval:
     scenario: str | None
     method: str | None = None
     poll_interval: float | None = None  # of the inputs, when the alert is not about one device
+    notes: Mapping[str, str] | None = None  # annotations computed with the condition (schedule rules)
 
 
 class AlertEngine:
@@ -65,8 +77,17 @@ class AlertEngine:
         self._by_device: dict[str, list[Rule]] = {}
         self.enums = {device.id: {p.name: p.enum for p in site.profile(device).points if p.enum}
                       for device in site.devices}
+        self.gauges = {device.id: {p.name for p in site.profile(device).points if p.kind is Kind.GAUGE}
+                       for device in site.devices}
         self.latest: dict[tuple[str, str, str | None], Reading] = {}
         self.good_ts: dict[tuple[str, str, str | None], float] = {}
+        self.good_values: dict[tuple[str, str, str | None], float] = {}
+        self.prior: dict[tuple[str, str, str | None], float] = {}  # the good value before the latest (`becomes`)
+        self.schedules: dict[tuple[str, str], ScheduleMark] = state.schedule_marks()
+        self.runs: dict[tuple[str, str], QualifyingRun] = {}
+        self._subjects: dict[str, list[str]] = {}
+        self._fingerprints: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self._overdue_cache: dict[tuple[str, str], tuple[ScheduleMark, dict[str, str], dict[str, str]]] = {}
         self.device_seen: dict[str, float] = {}
         self.rates: dict[tuple[str, str, str, str | None], RateWindow] = {}
         self.tracks = {fp: _Track(alert, self.rules[alert.rule]) for fp, alert in state.load().items()
@@ -109,8 +130,12 @@ class AlertEngine:
         for rule in self.rules.values():
             if rule.kind == "missing":
                 changed += self._apply_all(rule, self._stale_evals(rule, now))
+            elif rule.kind == "schedule":
+                evals = [self._overdue_eval(rule, dev, now) for dev in self._subjects_of(rule)
+                         if (rule.name, dev) in self.schedules]
+                changed += self._apply_all(rule, evals)
         for track in list(self.tracks.values()):
-            if track.rule.kind != "missing" and track.known and self._fresh(track, now):
+            if track.rule.kind not in _CLOCKED and track.known and self._fresh(track, now):
                 changed += self._step(track, track.condition, None, now, track.alert.scenario)
         return changed
 
@@ -132,8 +157,13 @@ class AlertEngine:
         key = (reading.device, reading.point, reading.scenario)
         self.latest[key] = reading
         self.device_seen[reading.device] = max(self.device_seen.get(reading.device, 0.0), reading.ts)
-        if reading.quality is Quality.GOOD:
-            self.good_ts[key] = reading.ts
+        if reading.quality is not Quality.GOOD:
+            return
+        self.good_ts[key] = reading.ts  # text points (serial, model) are good with no numeric value
+        if reading.value is not None:
+            if key in self.good_values:
+                self.prior[key] = self.good_values[key]
+            self.good_values[key] = reading.value
 
     def _evaluate(self, rule: Rule, reading: Reading) -> list[_Eval]:
         device = self.devices[reading.device]
@@ -143,6 +173,8 @@ class AlertEngine:
             return self._threshold_evals(rule, reading)
         if rule.kind == "state":
             return self._state_evals(rule, reading)
+        if rule.kind == "schedule":
+            return self._schedule_evals(rule, reading)
         return self._missing_evals(rule, reading)
 
     def _labels(self, rule: Rule, device_id: str, point: str, scenario: str | None) -> dict[str, str]:
@@ -157,21 +189,70 @@ class AlertEngine:
         if rule.derived is None:
             if not matches(rule, *self._where(reading.device), reading.point):
                 return []
-            return [self._threshold_eval(rule, reading, reading.point, reading.value, None)]
+            labels = self._labels(rule, reading.device, reading.point, reading.scenario)
+            return [self._threshold_eval(rule, reading, labels, reading.value, None)]
+        if rule.derived == "ring_redundancy":
+            return self._ring_evals(rule, reading)
         estimate = self._derive(rule, reading)
         if estimate is False:
             return []
         point = reading.point if rule.derived == "rate_of_change" else rule.derived
         value, method = (estimate.value, estimate.method) if isinstance(estimate, Estimate) else (None, None)
-        return [self._threshold_eval(rule, reading, point, value, method)]
-
-    def _threshold_eval(self, rule: Rule, reading: Reading, point: str, value: float | None,
-                        method: str | None) -> _Eval:
         labels = self._labels(rule, reading.device, point, reading.scenario)
-        track = self.tracks.get(fingerprint(rule.name, labels))
+        return [self._threshold_eval(rule, reading, labels, value, method)]
+
+    def _threshold_eval(self, rule: Rule, reading: Reading, labels: dict[str, str], value: float | None,
+                        method: str | None, poll_interval: float | None = None) -> _Eval:
+        track = self.tracks.get(self._fingerprint(rule.name, labels))
         current = track.alert.severity if track and track.alert.state in _ACTIVE else None
         condition = None if value is None else _threshold(rule, value, current)
-        return _Eval(labels, value is not None, condition, value, reading.ts, reading.scenario, method)
+        return _Eval(labels, value is not None, condition, value, reading.ts, reading.scenario, method, poll_interval)
+
+    def _ring_evals(self, rule: Rule, reading: Reading) -> list[_Eval]:
+        """One site value from every ring's load; a ring without a fresh, valid load holds the alert."""
+        rings = [dev for dev in self._subjects_of(rule) if RING_LOAD_POINT in self.gauges[dev]]
+        if reading.point != RING_LOAD_POINT or len(rings) < 2:
+            return []
+        estimate = self._ring_estimate(rule, rings, reading)
+        value, method = (estimate.value, estimate.method) if estimate else (None, None)
+        poll = max(self.devices[dev].poll_interval_s for dev in rings)
+        return [self._threshold_eval(rule, reading, self._site_labels(reading.scenario), value, method, poll)]
+
+    def _ring_estimate(self, rule: Rule, rings: list[str], reading: Reading) -> Estimate | None:
+        """Combined ring load over the capacity left after a ring failure; None while any ring's load is unknown."""
+        rows = []
+        for dev in rings:
+            load = self._fresh_value(dev, RING_LOAD_POINT, reading)
+            if load is None:
+                return None
+            rows.append((dev, load, rule.params_for(dev).get("capacity_kw", 1.0)))  # equal rings by default
+        try:
+            return ring_redundancy(rows)
+        except ValueError:
+            return None  # e.g. a capacity of 0 kW: nothing to estimate, so the alert holds
+
+    def _site_labels(self, scenario: str | None) -> dict[str, str]:
+        labels = {"site": self.site_id}
+        if scenario:
+            labels["scenario"] = scenario
+        return labels
+
+    def _subjects_of(self, rule: Rule) -> list[str]:
+        """Devices a rule applies to, worked out once per rule."""
+        subjects = self._subjects.get(rule.name)
+        if subjects is None:
+            subjects = self._subjects[rule.name] = [d for d in self.devices if matches(rule, *self._where(d))]
+        return subjects
+
+    def _fresh_value(self, device: str, point: str, reading: Reading) -> float | None:
+        """The latest good, not stale value of a point (a drill's own value first), else None."""
+        latest = self.latest.get((device, point, reading.scenario)) or self.latest.get((device, point, None))
+        if latest is None or latest.quality is not Quality.GOOD or latest.value is None:
+            return None
+        return None if self._stale(device, latest, reading.ts) else latest.value
+
+    def _stale(self, device: str, latest: Reading, now: float) -> bool:
+        return now - latest.ts > DEFAULT_STALE_AFTER * max(self.devices[device].poll_interval_s, 1.0)
 
     def _where(self, device_id: str) -> tuple[str, str, str]:
         device = self.devices[device_id]
@@ -240,9 +321,7 @@ class AlertEngine:
 
     def _stale_evals(self, rule: Rule, now: float) -> list[_Eval]:
         evals = []
-        for device_id in self.devices:
-            if not matches(rule, *self._where(device_id)):
-                continue
+        for device_id in self._subjects_of(rule):
             if rule.scope == "device":
                 evals.append(self._device_eval(rule, device_id, now, self._device_down(device_id, now, rule)))
             else:
@@ -263,14 +342,63 @@ class AlertEngine:
             evals.append(_Eval(self._labels(rule, dev, point, scenario), not down, severity, None, now, scenario))
         return evals
 
+    # -- schedule rules ---------------------------------------------------------------------------------
+
+    def _schedule_evals(self, rule: Rule, reading: Reading) -> list[_Eval]:
+        """Start the device's clock, credit a qualifying test; the overdue state when it may have changed.
+
+        A drill (scenario) is never a real test: its readings neither start the clock nor qualify.
+        """
+        if reading.scenario or rule.qualifying is None:
+            return []
+        key = (rule.name, reading.device)
+        started = key not in self.schedules
+        if started:
+            self.schedules[key] = self.store.start_schedule(rule.name, reading.device, reading.ts)
+        where = self._where(reading.device)
+        if not any(self._reads(t, reading.device, where, reading.point) for t in rule.qualifying.when.all_terms):
+            return [self._overdue_eval(rule, reading.device, reading.ts)] if started else []
+        run = self.runs.get(key)
+        if run is None:
+            limit = DEFAULT_STALE_AFTER * max(self.devices[reading.device].poll_interval_s, 1.0)
+            run = self.runs[key] = QualifyingRun(rule.qualifying.for_, limit)
+        if run.update(reading.ts, self._truth(rule.qualifying.when, reading.device, reading)):
+            self.schedules[key] = self.store.record_qualified(rule.name, reading.device, reading.ts)
+        elif not started:
+            return []
+        return [self._overdue_eval(rule, reading.device, reading.ts)]
+
+    def _overdue_eval(self, rule: Rule, device: str, now: float) -> _Eval:
+        """Overdue when the last qualifying test (else the first time facwatch watched the device) is too old."""
+        mark = self.schedules[(rule.name, device)]
+        labels, notes = self._overdue_context(rule, device, mark)
+        age = now - mark.reference
+        condition = Severity(rule.severity or "warning") if age > (rule.every or 0.0) else None
+        # days, rounded so the alert object changes every ~15 min rather than on every 2 s tick
+        return _Eval(labels, True, condition, round(age / DAY_S, 2), now, None, notes=notes)
+
+    def _overdue_context(self, rule: Rule, device: str, mark: ScheduleMark) -> tuple[dict[str, str], dict[str, str]]:
+        """Labels and annotations of a schedule alert, rebuilt only when its clock moves (tick asks every 2 s)."""
+        cached = self._overdue_cache.get((rule.name, device))
+        if cached is not None and cached[0] == mark:
+            return cached[1], cached[2]
+        labels = self._labels(rule, device, "", None)
+        del labels["point"]
+        if mark.last_qualified is None:
+            last = f"none seen since facwatch began watching {device} on {_utc(mark.baseline)}"
+        else:
+            last = _utc(mark.last_qualified)
+        notes = {"last_qualifying_test": last, "due": _utc(mark.reference + (rule.every or 0.0))}
+        self._overdue_cache[(rule.name, device)] = (mark, labels, notes)
+        return labels, notes
+
     # -- compound rules ---------------------------------------------------------------------------------
 
     def _compound_evals(self, rule: Rule, reading: Reading) -> list[_Eval]:
         """Re-evaluate a compound rule for every subject whose inputs include the point that just changed."""
-        terms = [*(rule.when.terms() if rule.when else []), *(rule.unless.terms() if rule.unless else [])]
+        terms = [*(rule.when.all_terms if rule.when else ()), *(rule.unless.all_terms if rule.unless else ())]
         where = self._where(reading.device)
-        subjects: list[str | None] = [None] if rule.scope == "site" else [
-            d for d in self.devices if matches(rule, *self._where(d))]
+        subjects: list[str | None] = [None] if rule.scope == "site" else list(self._subjects_of(rule))
         evals = []
         for subject in subjects:
             if not any(self._reads(term, subject, where, reading.point) for term in terms):
@@ -304,7 +432,7 @@ class AlertEngine:
         """Three-valued truth of a condition: None when missing data could change the answer."""
         if cond is None:
             return False
-        term = cond.term()
+        term = cond.as_term
         if term is not None:
             return _any(self._inputs(term, subject, reading))
         if cond.any is not None:
@@ -327,18 +455,24 @@ class AlertEngine:
         A drill (scenario) reads its own values first and the real ones for points it does not simulate.
         """
         out: list[bool | None] = []
-        for dev, enums in self.enums.items():
-            for point, enum in enums.items():
-                if not self._reads(term, subject, self._where(dev), point):
+        # a term about the subject's own device reads nothing else: skip the rest of the site
+        devices = [subject] if subject is not None and term.same_device() else self.devices
+        for dev in devices:
+            where = self._where(dev)
+            points = {p: None for p in self.gauges[dev]} if term.numeric() else self.enums[dev]
+            for point, enum in points.items():
+                if not self._reads(term, subject, where, point):
                     continue
-                latest = self.latest.get((dev, point, reading.scenario)) or self.latest.get((dev, point, None))
-                if latest is None or latest.quality is not Quality.GOOD or latest.value is None:
+                key = (dev, point, reading.scenario) if (dev, point, reading.scenario) in self.latest else (
+                    dev, point, None)
+                latest = self.latest.get(key)
+                if (latest is None or latest.quality is not Quality.GOOD or latest.value is None
+                        or self._stale(dev, latest, reading.ts)):
                     out.append(None)
-                    continue
-                state = enum.get(int(latest.value))
-                stale = reading.ts - latest.ts > DEFAULT_STALE_AFTER * max(self.devices[dev].poll_interval_s, 1.0)
-                known = state is not None and state.severity is not Severity.UNKNOWN and not stale
-                out.append(state.name in term.state if known and state else None)
+                elif enum is None:
+                    out.append(term.admits(latest.value))
+                else:
+                    out.append(_state_truth(term, enum, latest.value, self.prior.get(key)))
         return out
 
     def _fresh(self, track: _Track, now: float) -> bool:
@@ -360,8 +494,16 @@ class AlertEngine:
             changed += self._step(track, ev.condition, ev, ev.ts, ev.scenario)
         return changed
 
+    def _fingerprint(self, rule: str, labels: dict[str, str]) -> str:
+        """The alert's fingerprint, hashed once per identity (every evaluation asks for it)."""
+        key = (rule, tuple(labels.items()))
+        fp = self._fingerprints.get(key)
+        if fp is None:
+            fp = self._fingerprints[key] = fingerprint(rule, labels)
+        return fp
+
     def _track(self, rule: Rule, ev: _Eval) -> _Track:
-        fp = fingerprint(rule.name, ev.labels)
+        fp = self._fingerprint(rule.name, ev.labels)
         if fp not in self.tracks:
             alert = Alert(rule.name, ev.labels, Severity.OK, AlertState.INACTIVE, scenario=ev.scenario)
             self.tracks[fp] = _Track(alert, rule)
@@ -377,8 +519,7 @@ class AlertEngine:
         before = track.alert
         after = _next(track, condition, ts)
         if ev is not None:
-            after = replace(after, value=ev.value, annotations=_annotations(track.rule, ev),
-                            summary=_summary(track.rule, ev, after.severity))
+            after = _with_context(track.rule, after, ev)
         track.alert = after
         if after.state == before.state and after.severity == before.severity:
             return []
@@ -399,7 +540,7 @@ def _next(track: _Track, condition: Severity | None, ts: float) -> Alert:
         since = ts if alert.active_since is None else alert.active_since
         if alert.state is AlertState.PENDING and ts - since >= rule.for_:
             alert = replace(alert, state=AlertState.FIRING, fired_at=ts)
-        return replace(alert, severity=condition)
+        return alert if alert.severity == condition else replace(alert, severity=condition)
     if alert.state is AlertState.PENDING:
         return replace(alert, state=AlertState.INACTIVE, active_since=None)
     if alert.state is not AlertState.FIRING or (rule.latch and alert.acknowledged_at is None):
@@ -408,6 +549,28 @@ def _next(track: _Track, condition: Severity | None, ts: float) -> Alert:
     if ts - track.cleared_since >= rule.clear_for:
         return replace(alert, state=AlertState.RESOLVED, resolved_at=ts)
     return alert
+
+
+def _state_truth(term: Term, enum: Mapping[int, EnumState], value: float, prior: float | None) -> bool | None:
+    """A state term on one point: in ``state``, or just changed into ``becomes``; None when a state is unknown."""
+    state = _known_state(enum, value)
+    if state is None:
+        return None
+    if term.becomes is None:
+        return state.name in (term.state or ())
+    before = None if prior is None else _known_state(enum, prior)
+    if before is None:
+        return None  # e.g. the first value after a restart: a change cannot be told from an old result
+    return state.name in term.becomes and before.name != state.name
+
+
+def _known_state(enum: Mapping[int, EnumState], value: float) -> EnumState | None:
+    state = enum.get(int(value))
+    return state if state is not None and state.severity is not Severity.UNKNOWN else None
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _any(values: list[bool | None]) -> bool | None:
@@ -462,8 +625,16 @@ def _compute(rule: Rule, device: str, values: list[float]) -> Estimate | None:
         return None  # e.g. zero load: no projection possible, so the alert holds
 
 
+def _with_context(rule: Rule, alert: Alert, ev: _Eval) -> Alert:
+    """The alert with the evaluation's value, annotations and summary (unchanged: the same object)."""
+    annotations, summary = _annotations(rule, ev), _summary(rule, ev, alert.severity)
+    if alert.value == ev.value and alert.summary == summary and alert.annotations == annotations:
+        return alert
+    return replace(alert, value=ev.value, annotations=annotations, summary=summary)
+
+
 def _annotations(rule: Rule, ev: _Eval) -> dict[str, str]:
-    annotations = dict(rule.annotations)
+    annotations = {**rule.annotations, **(ev.notes or {})}
     if ev.method:
         annotations["method"] = f"estimate: {ev.method}"
     return annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -57,9 +58,10 @@ class Level(_Strict):
 
 
 class Term(_Strict):
-    """The latest value of some points: true when one of them is in one of ``state``, has just become one of
-    ``becomes`` (a change from another known state), or is a gauge inside every bound it sets.
+    """The latest value of some points: true when one of them is in a state, just became one, or is within bounds.
 
+    ``state``: in one of these states; ``becomes``: changed into one of these from another known state;
+    ``above``/``at_least``/``below``/``at_most``: a gauge inside every bound set.
     Without device_class/room/device it looks at the rule's own device (the whole site for a site rule).
     Example: ``{point: genset.load, at_least: 30}`` or ``{point: ups.test.result, becomes: [donePass]}``.
     """
@@ -127,9 +129,14 @@ class Condition(_Strict):
         if self.point is None and (tests or self.device_class or self.room or self.device):
             raise ValueError("state, becomes, bounds, device_class, room and device belong to a point term")
         if self.point is not None and len(tests) != 1:
-            raise ValueError("a point term needs exactly one of state, becomes or bounds (above, at_least, below, "
-                             "at_most)")
+            raise ValueError("a point term needs a state, or else becomes or bounds (above, at_least, below, "
+                             "at_most): exactly one of them")
         return self
+
+    @cached_property
+    def as_term(self) -> Term | None:
+        """The condition as a term, when it is one (built once: evaluation asks for it on every reading)."""
+        return self.term()
 
     def term(self) -> Term | None:
         """The condition as a term, when it is one."""
@@ -137,6 +144,11 @@ class Condition(_Strict):
             return None
         keys = ("point", "state", "becomes", *_BOUNDS, "device_class", "room", "device")
         return Term(**{key: getattr(self, key) for key in keys})
+
+    @cached_property
+    def all_terms(self) -> tuple[Term, ...]:
+        """Every term this condition reads (built once)."""
+        return tuple(self.terms())
 
     def terms(self) -> list[Term]:
         """Every term this condition reads."""

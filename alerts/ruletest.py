@@ -3,7 +3,12 @@
 A test feeds input series (one value per interval) through the real engine on a fake clock and checks,
 at given times, which alerts of a rule are pending or firing. Value tokens: a number, a state name from
 the device's profile, ``_`` (no sample: the point goes stale), ``missing`` (the device said "no value"),
-``VxN`` (V repeated, N+1 samples in all) and ``A+BxN`` / ``A-BxN`` (A, A±B, …, N+1 samples).
+``VxN`` (V repeated, N+1 samples in all), ``Vx<duration>`` (V repeated for that long, e.g. ``runningx30m`` or
+``_x31d``: one sample per interval) and ``A+BxN`` / ``A-BxN`` (A, A±B, …, N+1 samples).
+
+A series may start later (``start: 32d``) and sample at its own ``interval``. Month-long timelines stay fast
+with ``tick_every`` (e.g. 1h): the engine then runs only at samples that carry a value, at checks and acks,
+and on that clock — not at every interval of a long gap.
 """
 
 from __future__ import annotations
@@ -11,19 +16,21 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from alerts.engine import AlertEngine
 from alerts.model import Alert, AlertState
 from alerts.rules import Duration, load_rules
 from alerts.state import AlertStateStore
 from collectors.model import Quality, Reading
+from config.durations import parse_duration
 from config.load import Site, load_site
 from config.yamlfile import ConfigError, load_yaml, validate
 
 _NUMBER = r"-?\d+(?:\.\d+)?"
+_DURATION = r"(?:\d+(?:\.\d+)?[dhms])+"
 
 
 class _Strict(BaseModel):
@@ -31,12 +38,14 @@ class _Strict(BaseModel):
 
 
 class Series(_Strict):
-    """One point of one device on the timeline."""
+    """One point of one device on the timeline: samples from ``start``, one per ``interval`` (the test's default)."""
 
     device: str
     point: str
     values: str
     scenario: str | None = None
+    start: Duration = 0.0
+    interval: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)] | None = None
 
 
 class ExpAlert(_Strict):
@@ -73,6 +82,7 @@ class TestCase(_Strict):
 
     name: str
     interval: Duration = Field(60.0, gt=0)
+    tick_every: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)] | None = None
     input_series: list[Series]
     acks: list[Ack] = []
     alert_rule_test: list[AlertCheck]
@@ -111,46 +121,64 @@ def run_rule_tests(path: str | Path) -> tuple[bool, str]:
 
 def _run_case(site: Site, rules: list, case: TestCase) -> list[str]:
     """Replay one test on a fresh engine and store; the failure texts."""
-    series = [(s, _expand(s.values)) for s in case.input_series]
-    steps = max([len(values) for _, values in series] + [0])
-    times = {k * case.interval for k in range(steps)}
-    times |= {c.eval_time for c in case.alert_rule_test} | {a.at for a in case.acks}
+    series = [(s, _timeline(s, case.interval)) for s in case.input_series]
+    times = _times(case, series)
     now = [0.0]
     with tempfile.TemporaryDirectory() as tmp:
         store = AlertStateStore(Path(tmp) / "alerts.db")
         engine = AlertEngine(site, rules, store, clock=lambda: now[0])
         failures = []
-        for t in sorted(times):
+        for t in times:
             now[0] = t
-            engine.observe(_readings(site, series, t, case.interval))
+            engine.observe(_readings(site, series, t))
             engine.tick(t)
-            _acknowledge(engine, [a for a in case.acks if a.at == t])
-            failures += [f for c in case.alert_rule_test if c.eval_time == t for f in _check(engine, c)]
+            _acknowledge(engine, [a for a in case.acks if _at(a.at) == t])
+            failures += [f for c in case.alert_rule_test if _at(c.eval_time) == t for f in _check(engine, c)]
         store.close()
     return failures
 
 
-def _expand(text: str) -> list[str]:
+def _timeline(s: Series, default_interval: float) -> dict[float, str]:
+    """Sample time → token for one series."""
+    step = s.interval or default_interval
+    return {_at(s.start + k * step): token for k, token in enumerate(_expand(s.values, step))}
+
+
+def _at(t: float) -> float:
+    return round(t, 6)  # sample, check and ack times compare equal despite float steps
+
+
+def _times(case: TestCase, series: list[tuple[Series, dict[float, str]]]) -> list[float]:
+    """When the engine runs: every sample time, or with ``tick_every`` only at values, checks, acks and ticks."""
+    times = {t for _, timeline in series for t, token in timeline.items() if case.tick_every is None or token != "_"}
+    if case.tick_every is not None:
+        end = max((t for _, timeline in series for t in timeline), default=0.0)
+        times |= {_at(k * case.tick_every) for k in range(int(end // case.tick_every) + 1)}
+    times |= {_at(c.eval_time) for c in case.alert_rule_test} | {_at(a.at) for a in case.acks}
+    return sorted(times)
+
+
+def _expand(text: str, interval: float | None = None) -> list[str]:
     """Value tokens → one token per sample (see the module docstring)."""
     out: list[str] = []
     for token in text.split():
         series = re.fullmatch(rf"({_NUMBER})([+-]\d+(?:\.\d+)?)x(\d+)", token)
         repeat = re.fullmatch(r"(.+)x(\d+)", token)
+        lasting = re.fullmatch(rf"(.+)x({_DURATION})", token) if interval else None
         if series:
             start, step, count = float(series[1]), float(series[2]), int(series[3])
             out += [repr(start + step * i) for i in range(count + 1)]
         elif repeat:
             out += [repeat[1]] * (int(repeat[2]) + 1)
+        elif lasting and interval:
+            out += [lasting[1]] * (round(parse_duration(lasting[2]) / interval) + 1)
         else:
             out.append(token)
     return out
 
 
-def _readings(site: Site, series: list[tuple[Series, list[str]]], t: float, interval: float) -> list[Reading]:
-    k = round(t / interval)
-    if abs(k * interval - t) > 1e-9:
-        return []
-    return [_reading(site, s, values[k], t) for s, values in series if k < len(values) and values[k] != "_"]
+def _readings(site: Site, series: list[tuple[Series, dict[float, str]]], t: float) -> list[Reading]:
+    return [_reading(site, s, timeline[t], t) for s, timeline in series if timeline.get(t, "_") != "_"]
 
 
 def _reading(site: Site, s: Series, token: str, t: float) -> Reading:

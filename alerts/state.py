@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from alerts.model import Alert, AlertState
@@ -22,10 +22,27 @@ CREATE TABLE IF NOT EXISTS alert_transition (
     from_state TEXT, to_state TEXT NOT NULL, severity TEXT NOT NULL, value REAL, at REAL, scenario TEXT
 );
 CREATE INDEX IF NOT EXISTS alert_transition_fp ON alert_transition (fingerprint, at);
+CREATE TABLE IF NOT EXISTS alert_schedule (
+    rule TEXT NOT NULL, device TEXT NOT NULL, baseline REAL NOT NULL, last_qualified REAL,
+    PRIMARY KEY (rule, device)
+);
 """
 _COLUMNS = ("fingerprint", "rule", "labels", "severity", "state", "value", "summary", "annotations",
             "active_since", "fired_at", "resolved_at", "updated_at", "acknowledged_by", "acknowledged_at",
             "ack_note", "scenario")
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleMark:
+    """Clock of one schedule rule on one device: when facwatch first watched it, and the last qualifying test."""
+
+    baseline: float
+    last_qualified: float | None = None
+
+    @property
+    def reference(self) -> float:
+        """The time the schedule counts from: the last qualifying test, else the baseline."""
+        return self.baseline if self.last_qualified is None else self.last_qualified
 
 
 class AlertStateStore:
@@ -75,6 +92,33 @@ class AlertStateStore:
             self.conn.execute("UPDATE alert_state SET acknowledged_by=?, acknowledged_at=?, ack_note=? "
                               "WHERE fingerprint=?", (who, at, note, fingerprint))
         return acked
+
+    def schedule_marks(self) -> dict[tuple[str, str], ScheduleMark]:
+        """Every schedule clock by (rule, device)."""
+        rows = self.conn.execute("SELECT rule, device, baseline, last_qualified FROM alert_schedule").fetchall()
+        return {(rule, device): ScheduleMark(baseline, last) for rule, device, baseline, last in rows}
+
+    def start_schedule(self, rule: str, device: str, at: float) -> ScheduleMark:
+        """Set the baseline of a schedule clock unless it has one (the first time facwatch watched the device)."""
+        with self.conn:
+            self.conn.execute("INSERT OR IGNORE INTO alert_schedule (rule, device, baseline) VALUES (?,?,?)",
+                              (rule, device, at))
+        return self._schedule_mark(rule, device)
+
+    def record_qualified(self, rule: str, device: str, at: float) -> ScheduleMark:
+        """Record a qualifying test at ``at``; the clock never moves backwards."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO alert_schedule (rule, device, baseline, last_qualified) VALUES (?,?,?,?) "
+                "ON CONFLICT (rule, device) DO UPDATE SET last_qualified = "
+                "MAX(COALESCE(last_qualified, excluded.last_qualified), excluded.last_qualified)",
+                (rule, device, at, at))
+        return self._schedule_mark(rule, device)
+
+    def _schedule_mark(self, rule: str, device: str) -> ScheduleMark:
+        baseline, last = self.conn.execute("SELECT baseline, last_qualified FROM alert_schedule WHERE rule = ? "
+                                           "AND device = ?", (rule, device)).fetchone()
+        return ScheduleMark(baseline, last)
 
     def transitions(self, fingerprint: str | None = None) -> list[tuple[str | None, str, float | None]]:
         """(from, to, at) of the logged transitions, oldest first; all alerts or one."""

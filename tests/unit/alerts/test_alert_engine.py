@@ -210,3 +210,61 @@ def test_derived_value_alert_carries_its_method(site):
 def test_unknown_devices_are_ignored(site):
     engine = engine_for(site, [temp_rule(**{"for": 0})])
     assert engine.observe([Reading("not-in-site", TEMP, 0, 40.0)]) == []
+
+
+def ring_rule(**kwargs) -> Rule:
+    return Rule.model_validate({"name": "ring_redundancy", "kind": "threshold", "derived": "ring_redundancy",
+                                "scope": "site", "match": {"device_class": "ups"}, "warning": {"above": 90},
+                                "critical": {"above": 100}, **kwargs})
+
+
+def loads(ts: float, a: float | None, b: float | None, scenario: str | None = None) -> list[Reading]:
+    return [Reading(dev, "ups.load", ts, v, Quality.GOOD if v is not None else Quality.MISSING, scenario=scenario)
+            for dev, v in (("ups-a", a), ("ups-b", b))]
+
+
+def test_ring_redundancy_is_one_site_alert(site):
+    engine = engine_for(site, [ring_rule()])
+    assert engine.observe(loads(0, 45, 40)) == []
+    alert = engine.observe(loads(2, 55, 50))[-1]  # 55 + 40 warns first, then 55 + 50 is critical
+    assert dict(alert.labels) == {"site": "demo"} and alert.severity is Severity.CRITICAL
+    assert alert.value == pytest.approx(105) and alert.annotations["method"].startswith("estimate: (ups-a 55 %")
+
+
+def test_ring_redundancy_uses_per_ring_capacity(site):
+    # ring A 120 kW at 50 % = 60 kW, ring B 80 kW at 30 % = 24 kW: 84 kW on the 80 kW ring
+    engine = engine_for(site, [ring_rule(per_device={"ups-a": {"capacity_kw": 120}, "ups-b": {"capacity_kw": 80}})])
+    (alert,) = engine.observe(loads(0, 50, 30))
+    assert alert.value == pytest.approx(105)
+
+
+def test_ring_redundancy_holds_while_a_ring_is_missing_or_stale(site):
+    engine = engine_for(site, [ring_rule()])
+    engine.observe(loads(0, 55, 50))
+    assert engine.observe(loads(2, None, None)) == []
+    assert engine.observe(loads(4, 30, None)) == []  # B missing: 30 % + ? never resolves
+    assert engine.observe([Reading("ups-a", "ups.load", 60, 30.0)]) == []  # B's 50 % is a minute old: stale
+    assert [a.state for a in engine.alerts()] == [AlertState.FIRING]
+    (resolved,) = engine.observe(loads(62, 30, 30))
+    assert resolved.state is AlertState.RESOLVED
+    engine2 = engine_for(site, [ring_rule()])
+    assert engine2.observe(loads(0, 95, None)) == []  # nor raise on missing data
+
+
+def test_ring_redundancy_of_a_drill_is_its_own_alert(site):
+    engine = engine_for(site, [ring_rule()])
+    engine.observe(loads(0, 45, 40))
+    (drill,) = engine.observe([Reading("ups-a", "ups.load", 2, 70.0, scenario="ups_overload")])
+    assert drill.labels == {"site": "demo", "scenario": "ups_overload"} and drill.value == pytest.approx(110)
+
+
+def test_good_text_points_are_not_data_missing(site):
+    rule = Rule.model_validate({"name": "point_data_missing", "kind": "missing", "scope": "point",
+                                "severity": "warning", "stale_after": 3, "match": Match(device_class=("ups",))})
+    engine = engine_for(site, [rule])
+    ups = next(d for d in site.devices if d.device_class == "ups")
+    changes = []
+    for ts in range(0, 120, int(ups.poll_interval_s) or 1):  # a good text reading every poll: it is fresh data
+        changes += engine.observe([Reading(ups.id, "ups.mfr", ts, None, Quality.GOOD, text="ACME")])
+        changes += engine.tick(ts + 0.5)
+    assert changes == []

@@ -65,3 +65,46 @@ def test_match_uses_globs_per_key(tmp_path):
     assert matches(rule, "genset", "plant", "gen-1")
     assert not matches(rule, "genset", "plant", "gen-1", "fuel.level")
     assert not matches(rule, "ups", "plant", "ups-a", "alarm.fail_to_start")
+
+
+SCHEDULE = ("rules:\n  - name: gen_test_overdue\n    kind: schedule\n    every: 31d\n    qualifying:\n"
+            "      when: {all: [{point: engine.state, state: running}, {point: genset.load, at_least: 30}]}\n"
+            "      for: 30m\n")
+
+
+def test_schedule_rule_loads_with_numeric_terms(tmp_path):
+    (rule,) = load_rules([write(tmp_path, SCHEDULE)])
+    assert rule.every == 31 * 86400 and rule.qualifying.for_ == 1800
+    load = rule.qualifying.when.all_terms[1]
+    assert load.numeric() and load.admits(30) and not load.admits(29.9)
+
+
+@pytest.mark.parametrize(("text", "line", "where", "message"), [
+    (SCHEDULE.replace("    every: 31d\n", ""), 3, "rules[0].kind", "a schedule rule needs every"),
+    (SCHEDULE.replace("every: 31d", "every: monthly"), 4, "rules[0].every", "must be a duration"),
+    (SCHEDULE.replace("every: 31d", "every: 0s"), 4, "rules[0].every", "every must be longer than 0"),
+    (SCHEDULE.replace("      for: 30m\n", "      for: 30m\n      hold: 1h\n"), 8, "rules[0].qualifying.hold",
+     "unknown key"),
+    (SCHEDULE.replace("for: 30m", "for: half an hour"), 7, "rules[0].qualifying.for", "must be a duration"),
+    (SCHEDULE.replace("    qualifying:\n", "    qualifying_when:\n"), 5, "rules[0].qualifying_when", "unknown key"),
+    (SCHEDULE.replace("at_least: 30", "at_least: 30, state: on"), 6, "rules[0].qualifying.when",
+     "needs a state, or else becomes or bounds"),
+    (SCHEDULE.replace("kind: schedule", "kind: state"), 4, "rules[0].every", "only schedule rules take every"),
+    (SCHEDULE + "    scope: site\n", 8, "rules[0].scope", "a schedule rule is per device"),
+])
+def test_bad_schedule_rules_are_reported_with_file_and_line(tmp_path, text, line, where, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_rules([path])
+    assert f"{path}:{line}: {where}" in str(exc.value) and message in str(exc.value)
+
+
+def test_ring_redundancy_is_a_site_value(tmp_path):
+    rule = "rules:\n  - name: x\n    kind: threshold\n    derived: ring_redundancy\n    critical: {above: 100}\n"
+    with pytest.raises(ConfigError, match=r":4: rules\[0\]\.derived: ring_redundancy is a site value"):
+        load_rules([write(tmp_path, rule)])
+    (loaded,) = load_rules([write(tmp_path, rule + "    scope: site\n")])
+    assert loaded.derived == "ring_redundancy"
+    other = "rules:\n  - name: x\n    kind: threshold\n    scope: site\n    critical: {above: 100}\n"
+    with pytest.raises(ConfigError, match=r":4: rules\[0\]\.scope: only a ring_redundancy"):
+        load_rules([write(tmp_path, other)])

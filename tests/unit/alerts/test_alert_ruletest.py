@@ -67,3 +67,26 @@ def test_a_bad_test_file_is_reported_like_a_bad_config(tmp_path):
     path = write_test(tmp_path, "  - name: x\n    input_series: []\n    alert_rule_test: []\n    extra: 1\n")
     ok, text = run_rule_tests(path)
     assert not ok and "t.yaml:7: tests[0].extra: unknown key" in text
+
+
+def test_durations_in_the_value_notation_count_samples_per_interval():
+    assert _expand("runningx1m _x2m", 30) == ["running"] * 3 + ["_"] * 5
+    assert _expand("onx1m") == ["onx1m"]  # without an interval it is a token like any other
+
+
+def test_series_can_start_late_and_month_long_tests_tick_sparsely(tmp_path):
+    path = write_test(tmp_path, """
+  - name: a UPS on battery 40 days in
+    interval: 1m
+    tick_every: 1d
+    input_series:
+      - {device: ups-a, point: output.source, values: "normal"}
+      - {device: ups-a, point: output.source, start: 40d, interval: 10s, values: "batteryx1m"}
+    alert_rule_test:
+      - {eval_time: 39d, alertname: ups_on_battery}
+      - eval_time: 40d30s
+        alertname: ups_on_battery
+        exp_alerts: [{labels: {device: ups-a}, severity: warning}]
+""")
+    ok, text = run_rule_tests(path)
+    assert ok, text
