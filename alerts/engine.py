@@ -139,6 +139,22 @@ class AlertEngine:
                 changed += self._step(track, track.condition, None, now, track.alert.scenario)
         return changed
 
+    def end_scenario(self, name: str, at: float) -> list[Alert]:
+        """End the alerts a scenario (drill) raised: its tagged readings stop, so nothing else would clear them."""
+        changed = []
+        for track in self.tracks.values():
+            alert = track.alert
+            if alert.scenario != name or alert.state not in _ACTIVE:
+                continue
+            firing = alert.state is AlertState.FIRING
+            after = replace(alert, state=AlertState.RESOLVED if firing else AlertState.INACTIVE,
+                            resolved_at=at if firing else None, active_since=alert.active_since if firing else None,
+                            updated_at=at, annotations={**alert.annotations, "ended": f"scenario {name} ended"})
+            track.alert, track.known, track.condition = after, False, None
+            self.store.save(after, alert.state)
+            changed.append(after)
+        return changed
+
     def acknowledge(self, fp: str, who: str, note: str | None = None, at: float | None = None) -> list[Alert]:
         """Flag an alert as acknowledged; a latched alert whose condition has cleared may then resolve."""
         at = self.clock() if at is None else at

@@ -227,12 +227,14 @@ def scenario_tagging(sink: Callable[[list], None], sim) -> Callable[[list], None
     return put
 
 
-def scenario_events(writer: ReadingWriter) -> Callable[[str, str, float], None]:
-    """Record scenario starts and ends as events in the store."""
+def scenario_events(writer: ReadingWriter, alerting: Alerting | None = None) -> Callable[[str, str, float], None]:
+    """Record scenario starts and ends as events in the store; at the end, end the scenario's alerts."""
 
     def record(name: str, what: str, clock_s: float) -> None:
         writer.put_events([Event(time.time(), None, "scenario", f"{name} {what}", Severity.INFO,
                                  {"scenario": name, "state": what, "sim_clock_s": round(clock_s, 1)}, name)])
+        if alerting is not None and what != "started":
+            alerting.end_scenario(name)
     return record
 
 
@@ -300,6 +302,10 @@ class Alerting:
     def observe(self, readings: Sequence[Reading]) -> None:
         """Evaluate a poll's readings (called from the collector's event loop)."""
         self._changed(self.engine.observe(readings))
+
+    def end_scenario(self, name: str) -> None:
+        """A scenario finished or was stopped: its alerts resolve (and are notified and audited as such)."""
+        self._changed(self.engine.end_scenario(name, time.time()))
 
     def _changed(self, alerts: list) -> None:
         for alert in alerts:
@@ -535,7 +541,7 @@ async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Pat
             event_sink: Callable[[list[Event]], None] = writer.put_events
             if simulate:
                 sim = await stack.enter_async_context(simulation(
-                    site, time_scale=time_scale, scenario=scenario, on_scenario=scenario_events(writer)))
+                    site, time_scale=time_scale, scenario=scenario, on_scenario=scenario_events(writer, alerting)))
                 sink, event_sink = scenario_tagging(sink, sim), scenario_tagging(writer.put_events, sim)
             alert_task = asyncio.create_task(alerting.run(), name="alerting")
             stack.push_async_callback(_cancel, alert_task)

@@ -268,3 +268,13 @@ def test_good_text_points_are_not_data_missing(site):
         changes += engine.observe([Reading(ups.id, "ups.mfr", ts, None, Quality.GOOD, text="ACME")])
         changes += engine.tick(ts + 0.5)
     assert changes == []
+
+
+def test_a_drill_alert_ends_with_its_scenario(site):
+    engine = engine_for(site, [temp_rule(**{"for": 0})])
+    fired = engine.observe([temp(0, 25.0, scenario="crac_failure")])
+    assert states(fired) == [("firing", "warning")]
+    ended = engine.end_scenario("crac_failure", 60)
+    assert [(a.state.value, a.annotations["ended"]) for a in ended] == [("resolved", "scenario crac_failure ended")]
+    assert engine.end_scenario("crac_failure", 61) == []  # nothing left to end
+    assert states(engine.observe([temp(62, 25.0)])) == [("firing", "warning")]  # a real alert is its own
