@@ -168,20 +168,45 @@ def open_store(site: Site, data_dir: Path | None = None) -> SqliteStore:
 
 
 def start_dashboard(site: Site, store: SqliteStore, host: str | None = None,
-                    port: int | None = None, simulate: bool = False) -> DashboardThread:
-    """Build the Dash app and serve it with waitress on a background thread."""
+                    port: int | None = None, simulate: bool = False, *, trusted_proxies: Sequence[str] = (),
+                    secure_cookies: bool | None = None) -> DashboardThread:
+    """Build the Dash app and serve it with waitress on a background thread.
+
+    Accounts are on when the store has users (sessions, roles, kiosk tokens; auth actions in the
+    hash-chained audit log); without users the dashboard is open and may only listen on loopback
+    (``ServeRefused`` otherwise). ``trusted_proxies`` / ``secure_cookies``: see docs/deploy.md.
+    """
     from alerts.commands import ActionStore
     from alerts.state import AlertStateStore
     from dashboard.app import DashboardSources, create_app
-    from dashboard.serve import make_server
+    from dashboard.serve import WebSecurity, count_users, make_server, web_access
 
+    cfg = site.config.dashboard
+    host = host or cfg.host
+    # dashboard.trusted_proxies / dashboard.secure_cookies in the site file, once the schema has them
+    proxies = tuple(trusted_proxies) or tuple(getattr(cfg, "trusted_proxies", None) or ())
+    secure = secure_cookies if secure_cookies is not None else getattr(cfg, "secure_cookies", None)
+    access = web_access(count_users(store.path), host, WebSecurity(proxies, secure))
+    auth = _auth_service(store.path) if access.accounts else None
     scenario_url = f"http://{site.config.simulation.control}/scenarios" if simulate else None
     app = create_app(DashboardSources(site=site, store=store, alerts=AlertStateStore(store.path),
-                                      actions=ActionStore(store.path), scenario_url=scenario_url))
-    server = make_server(app, host or site.config.dashboard.host, port or site.config.dashboard.port)
+                                      actions=ActionStore(store.path), scenario_url=scenario_url, auth=auth),
+                     trusted_proxies=access.trusted_proxies, secure_cookies=access.secure_cookies)
+    server = make_server(app, host, port or cfg.port)
+    if auth is None:
+        log.warning("dashboard WITHOUT accounts on %s: open to every user of this machine "
+                    "(facwatch users add NAME --role admin turns accounts on)", host)
     thread = threading.Thread(target=server.run, name="dashboard", daemon=True)
     thread.start()
     return DashboardThread(server, thread)
+
+
+def _auth_service(db_path: Path):
+    """Accounts over the store file, every auth action in its hash-chained audit log."""
+    from auth.audit import chained_sink
+    from auth.service import AuthService
+
+    return AuthService.open(db_path, chained_sink(db_path))
 
 
 async def wait_for_signal() -> None:
@@ -282,6 +307,7 @@ class Alerting:
         from alerts.state import AlertStateStore
 
         rules = load_rules()
+        self.closed = False
         self.site_id = site.config.site.id
         self.audit = _open_audit(db_path, key_dir) if audit else None
         record_rule_versions(db_path, rules, self.audit, change_by, change_reason)
@@ -305,6 +331,8 @@ class Alerting:
 
     def end_scenario(self, name: str) -> None:
         """A scenario finished or was stopped: its alerts resolve (and are notified and audited as such)."""
+        if self.closed:  # the simulators stop their scenario at shutdown, after alerting has closed
+            return
         self._changed(self.engine.end_scenario(name, time.time()))
 
     def _changed(self, alerts: list) -> None:
@@ -415,6 +443,7 @@ class Alerting:
 
     def close(self) -> None:
         """Close the connections."""
+        self.closed = True
         self.state.close()
         self.actions.close()
         if self.audit is not None:
