@@ -182,7 +182,7 @@ class _PackBuilder:
     def _private(self, row: Mapping[str, object]) -> dict[str, object]:
         if self.pseudonym is None:
             return dict(row)
-        return {k: self.pseudonym(v) if k in PERSONAL_KEYS else v for k, v in row.items()}
+        return _pseudonymised(row, self.pseudonym)  # type: ignore[return-value]
 
     def _audit_row(self, entry: AuditEntry) -> dict[str, object]:
         row: dict[str, object] = {"seq": entry.seq, "time": entry.time, "actor": entry.actor,
@@ -304,3 +304,14 @@ salt is only in packs with revealed names. A checkpoint signs the compact JSON a
   ["facwatch-checkpoint-v1", seq, hash, time, key_id]
 Personal names are pseudonymised (person-...) unless the manifest says reveal_names: true.
 """
+
+
+def _pseudonymised(value: object, pseudonym: Callable[[str], str], key: str | None = None) -> object:
+    """``value`` with every personal field replaced, at any depth (compliance rows nest acks in excursions)."""
+    if isinstance(value, Mapping):
+        return {k: _pseudonymised(v, pseudonym, k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_pseudonymised(v, pseudonym, key) for v in value]
+    if key in PERSONAL_KEYS and isinstance(value, str):
+        return pseudonym(value)
+    return value

@@ -338,8 +338,6 @@ def test_export_builds_a_pseudonymised_pack_that_verifies_and_is_audited(page, d
     assert [e.actor for e in export] == ["A. Auditor"] and export[0].source == "dashboard:unknown"
 
 
-@pytest.mark.xfail(strict=True, reason="evidence/pack.py pseudonymises top-level fields only; the acknowledging "
-                   "person nested in envelope_compliance excursions[].alert stays in clear")
 def test_no_name_is_left_in_clear_anywhere_in_a_pseudonymised_pack(page, tmp_path):
     _, download = page.export(1, "2026-10-01", "2026-10-31", "evidence", "A. Auditor", [], None)
     with zipfile.ZipFile(unpack(download, tmp_path)) as z:
