@@ -5,8 +5,8 @@ kind           what                                                       defaul
 =============  =========================================================  ==============================
 readings       raw samples (``samples``)                                  ``storage.retention_days`` (400)
 events         traps and scenario markers (``events``)                    the same as readings
-rollups        none in SQLite: long ranges are bucketed on read, so        —
-               there is nothing to delete (InfluxDB: its own policy)
+rollups        1-hour rollup cells (``rollup_3600s``); 1- and 15-minute    1826 days (5 years); never
+               cells go with the raw samples (InfluxDB: its own policy)   less than the raw samples
 evidence       generator runs, UPS self-tests, power events               2557 days (7 years)
 alert_history  alert transitions, applied operator commands, ended        2557 days
                silences, delivered or dead notifications
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("facwatch.retention")
 DAY_S = 86_400.0
 SEVEN_YEARS_DAYS = 2557.0
+FIVE_YEARS_DAYS = 1826.0
 ACTOR = "facwatch retention"
 
 # kind → (table, time column, extra condition) of the plain SQL kinds; readings/events go through the store
@@ -69,12 +70,14 @@ class RetentionPolicy:
     alert_history_days: float | None = SEVEN_YEARS_DAYS
     drills_days: float | None = SEVEN_YEARS_DAYS
     audit_days: float | None = field(default=None)
+    # Not in days(): a kind of its own, pruned after readings; the store never prunes cells it still needs.
+    rollups_days: float | None = FIVE_YEARS_DAYS
 
     def __post_init__(self) -> None:
         if self.audit_days is not None:
             raise ValueError("the audit log is kept forever (append-only, hash-chained): audit retention "
                              "cannot be set; archive it by exporting signed evidence packs")
-        for kind, days in self.days().items():
+        for kind, days in {**self.days(), "rollups": self.rollups_days}.items():
             if days is not None and days <= 0:
                 raise ValueError(f"{kind} retention must be a positive number of days (or forever)")
 
@@ -104,7 +107,7 @@ class Retention:
         """Delete what is past its retention, kind by kind; return the rows removed."""
         now = self.clock() if now is None else now
         removed = 0
-        for kind, days in self.policy.days().items():
+        for kind, days in {**self.policy.days(), "rollups": self.policy.rollups_days}.items():
             if days is None:
                 continue
             try:
@@ -128,8 +131,9 @@ class Retention:
         return removed
 
     def _tables_with_old(self, kind: str, cutoff: float) -> list[str]:
-        if kind in ("readings", "events"):
-            return [{"readings": "samples", "events": "events"}[kind]] if self.store.has_old(kind, cutoff) else []
+        if kind in ("readings", "events", "rollups"):
+            table = {"readings": "samples", "events": "events", "rollups": "rollup_3600s"}[kind]
+            return [table] if self.store.has_old(kind, cutoff) else []
         return [table for table, column, extra in _TABLES[kind] if _exists_old(self.store.path, table, column,
                                                                                extra, cutoff)]
 
@@ -138,6 +142,8 @@ class Retention:
             return self.store.apply_retention(cutoff, days=0.0)
         if kind == "events":
             return self.store.prune_events(cutoff)
+        if kind == "rollups":
+            return self.store.prune_rollups(cutoff)
         conn = _connect(self.store.path)
         try:
             total = 0

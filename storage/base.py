@@ -67,7 +67,11 @@ class ReadStore(Protocol):
         ...
 
     def query(self, device: str, point: str, start: float, end: float, max_points: int) -> list[Bucket]:
-        """Samples in [start, end) downsampled server-side to at most ``max_points`` buckets."""
+        """Samples in [start, end) downsampled server-side to at most ``max_points`` buckets.
+
+        Buckets start at ``start``, not at the epoch. A store may answer from pre-aggregated rollups, but
+        only with the answer the retained raw samples give (the mean up to float rounding).
+        """
         ...
 
     def events(self, start: float, end: float, device: str | None = None, limit: int = 1000) -> list[Event]:
