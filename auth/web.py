@@ -29,6 +29,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ DASH_SHELL = ("/_dash-layout", "/_dash-dependencies", "/_favicon.ico")
 DASH_STATIC_PREFIXES = ("/_dash-component-suites/", "/assets/")
 # Dash callback inputs that choose what a page shows: a kiosk may only ask for its own paths.
 _LOCATION_PROPS = frozenset({"pathname", "href"})
+_LOGIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 
 
 @dataclass
@@ -361,7 +363,10 @@ def _login() -> Response:
 
 
 def _login_form(next_path: str, message: str | None = None, status: int = 200) -> Response:
-    csrf = secrets.token_urlsafe(32)
+    # Keep the browser's token if it has one: the browser loads other URLs while the form is open (Chrome
+    # asks for /favicon.ico, which is sent here too), and a fresh token would void the open form's.
+    given = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    csrf = given if _LOGIN_TOKEN.fullmatch(given) else secrets.token_urlsafe(32)
     response = _html(status, login_page(csrf, next_path, message))
     _set_cookie(response, LOGIN_CSRF_COOKIE, csrf, http_only=True, path="/login")
     return response

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 import flask
 
-from auth.model import AuthorisationRefused, Permission
-from auth.web import require_permission
+from auth.model import AuthorisationRefused, Identity, Permission
+from auth.web import current_identity, require_permission
 from dashboard.data import DashboardSources
+
+OPEN_ACTOR = "(no accounts)"  # who acts on an open dashboard when an action asks for no typed name
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,13 +30,17 @@ class Refused(Exception):
     """The action is not allowed; the message is safe to show."""
 
 
-def authorise(sources: DashboardSources, permission: Permission | str, typed_name: str | None = None) -> Actor:
-    """The actor for ``permission``, or Refused with a message for the page."""
+def authorise(sources: DashboardSources, permission: Permission | str, typed_name: str | None = None, *,
+              named: bool = True) -> Actor:
+    """The actor for ``permission``, or Refused with a message for the page.
+
+    ``named=False``: on an open dashboard the action needs no typed name (e.g. starting a demo scenario).
+    """
     if sources.auth is None:
         name = (typed_name or "").strip()
-        if not name:
+        if not name and named:
             raise Refused("enter your name: this dashboard has no accounts, so actions are signed by name")
-        return Actor(name[:200], _source())
+        return Actor(name[:200] or OPEN_ACTOR, _source())
     try:
         identity = require_permission(Permission(permission))
     except AuthorisationRefused as exc:
@@ -45,6 +51,13 @@ def authorise(sources: DashboardSources, permission: Permission | str, typed_nam
 def accounts_enabled(sources: DashboardSources) -> bool:
     """True when actions are signed by the logged-in identity (no name field needed)."""
     return sources.auth is not None
+
+
+def viewer(sources: DashboardSources) -> Identity | None:
+    """The identity of the current request when accounts are on (None without accounts or outside a request)."""
+    if sources.auth is None or not flask.has_request_context():
+        return None
+    return current_identity()
 
 
 def _source() -> str:

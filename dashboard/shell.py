@@ -15,6 +15,7 @@ import dash
 from dash import ALL, Input, Output, State, dcc, html
 from dash.development.base_component import Component
 
+from auth.model import Identity
 from dashboard import ids
 from dashboard.data import header_view
 from dashboard.live import live_cache
@@ -26,10 +27,26 @@ log = logging.getLogger(__name__)
 
 MAX_QUERY = 2000  # a URL's query is user input: bounded before parsing
 NOT_FOUND_TITLE = "Page not found"
+USER = "header-user"
+LOGOUT = "header-logout"
 
 
-def shell(site_name: str, pages: Sequence[Page], refresh_ms: int) -> html.Div:
-    """The document: header with navigation, banner, playlist bar, page container, timer and stores."""
+def signed_in(who: Identity | None) -> list[Component]:
+    """Who is signed in and a sign-out link (a wall screen shows its token's name and no link)."""
+    if who is None:
+        return []
+    if who.is_kiosk:
+        return [html.Span(f"wall screen {who.name.removeprefix('kiosk:')}", id=USER, className="fw-user")]
+    return [html.Span(f"{who.name} ({who.role.value})", id=USER, className="fw-user", style={"marginRight": "0.6em"}),
+            # a plain link: /logout answers with a one-button POST form (CSRF-checked), so no link logs anyone out
+            html.A("Sign out", href="/logout", id=LOGOUT, className="fw-logout")]
+
+
+def shell(site_name: str, pages: Sequence[Page], refresh_ms: int, who: Identity | None = None) -> html.Div:
+    """The document: header with navigation, banner, playlist bar, page container, timer and stores.
+
+    ``who``: the signed-in identity when the dashboard has accounts (shown in the header).
+    """
     return html.Div(id=ids.PAGE, className="fw-page", children=[
         dcc.Location(id=ids.URL, refresh=False),
         html.Header(className="fw-header", children=[
@@ -44,6 +61,7 @@ def shell(site_name: str, pages: Sequence[Page], refresh_ms: int) -> html.Div:
                 html.Span("waiting for data…", id=ids.UPDATED, className="fw-updated fw-updated--nodata",
                           role="status"),
                 html.Span("", id=ids.CLOCK, className="fw-clock"),
+                *signed_in(who),
             ]),
         ]),
         html.Div(id=ids.BANNER, className="fw-banner fw-banner--none", role="alert", children=[]),

@@ -205,6 +205,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from facwatch.runtime import run_site
 
     site = load_site(args.config)
+    if not _dashboard_allowed(site, args.data_dir):
+        return 2
     port = args.port or site.config.dashboard.port
     print(f"facwatch demo: open http://{site.config.dashboard.host}:{port}/  (Ctrl-C to stop)", flush=True)
     asyncio.run(run_site(site, simulate=True, dashboard=True, data_dir=args.data_dir, port=port,
@@ -482,6 +484,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from facwatch.runtime import run_site
 
     site = load_site(args.config)
+    if not args.no_dashboard and not _dashboard_allowed(site, args.data_dir):
+        return 2
     asyncio.run(run_site(site, simulate=False, dashboard=not args.no_dashboard, data_dir=args.data_dir,
                          notify=args.notify, change_by=args.change_by, change_reason=args.change_reason))
     return 0
@@ -492,6 +496,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from facwatch.runtime import open_store, start_dashboard, wait_for_signal
 
     site = load_site(args.config)
+    if not _dashboard_allowed(site, args.data_dir):
+        return 2
     store = open_store(site, args.data_dir)
     web = start_dashboard(site, store, port=args.port)
     print(f"dashboard on http://{site.config.dashboard.host}:{args.port or site.config.dashboard.port}/", flush=True)
@@ -501,6 +507,24 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         web.stop()
         store.close()
     return 0
+
+
+def _dashboard_allowed(site: Site, data_dir: Path | None) -> bool:
+    """Check the dashboard's access policy before anything starts; print why not (accounts, HTTPS)."""
+    from dashboard.serve import ServeRefused, WebSecurity, count_users, web_access
+    from facwatch.runtime import store_path
+
+    cfg = site.config.dashboard
+    path = store_path(site, data_dir)
+    try:
+        access = web_access(count_users(path), cfg.host, WebSecurity(
+            tuple(getattr(cfg, "trusted_proxies", None) or ()), getattr(cfg, "secure_cookies", None)))
+    except (ServeRefused, ValueError) as exc:
+        print(f"facwatch: not starting the dashboard: {exc}", file=sys.stderr)
+        return False
+    if access.accounts:
+        print("dashboard: accounts on (sign in; wall screens use kiosk tokens)", flush=True)
+    return True
 
 
 def _quiet_libraries() -> None:

@@ -2,8 +2,10 @@
 
 Operator actions only become commands in the store (``sources.actions``); the alerting loop in the
 collector applies them within a tick (alerts/commands.py ``CommandApplier``), and this page shows the
-outcome on its next refresh. There is no login yet: every action needs a name, and the request's
-source address is recorded with it. Without ``sources.actions`` the page is read-only.
+outcome on its next refresh. Every action asks ``dashboard.access.authorise`` on the server: with
+accounts the signed-in identity must hold the permission (acknowledge; silence; maintenance for a
+maintenance window) and signs the command; without accounts (the loopback demo) a typed name does.
+The request's source address is recorded with it. Without ``sources.actions`` the page is read-only.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import dash
-import flask
 from dash import ALL, Input, Output, State, dcc, html, no_update
 from plotly.utils import PlotlyJSONEncoder
 
 from alerts.commands import Command, SilenceRecord
 from alerts.model import Alert
+from auth.model import Permission
+from dashboard import access
 from dashboard.alert_views import (
     DURATIONS,
     HISTORY_LIMIT,
@@ -290,12 +293,15 @@ class AlertsPage:
         actions = self.ctx.sources.actions
         if actions is None:
             return notice(READ_ONLY, "error")
+        try:
+            actor = access.authorise(self.ctx.sources, Permission.ACKNOWLEDGE, _text(author))
+        except access.Refused as exc:
+            return notice(str(exc), "error")
         if not fingerprint:
             return notice("choose the alert to acknowledge", "error")
         try:
-            source = _source()
-            command = locked(self.ctx, lambda: actions.request_ack(str(fingerprint), _text(author), _text(note),
-                                                                   source=source))
+            command = locked(self.ctx, lambda: actions.request_ack(str(fingerprint), actor.name, _text(note),
+                                                                   source=actor.source))
         except ValueError as exc:
             return notice(f"not sent: {exc}", "error")
         return notice(f"acknowledgement #{command} requested — {APPLIED_SOON}", "ok")
@@ -308,13 +314,17 @@ class AlertsPage:
         actions = self.ctx.sources.actions
         if actions is None:
             return notice(READ_ONLY, "error")
+        permission = Permission.MAINTENANCE if kind == "maintenance" else Permission.SILENCE
+        try:
+            actor = access.authorise(self.ctx.sources, permission, _text(author))
+        except access.Refused as exc:
+            return notice(str(exc), "error")
         try:
             matchers = silence_matchers(self.ctx.sources.site, device, rule)
             starts_at, ends_at = silence_window(start, duration, self.now)
-            source = _source()
             command = locked(self.ctx, lambda: actions.request_silence(
-                matchers, ends_at, _text(reason), _text(author), starts_at=starts_at,
-                kind="maintenance" if kind == "maintenance" else "silence", source=source))
+                matchers, ends_at, _text(reason), actor.name, starts_at=starts_at,
+                kind="maintenance" if kind == "maintenance" else "silence", source=actor.source))
         except ValueError as exc:
             return notice(f"not sent: {exc}", "error")
         when = "" if starts_at <= self.now else f"from {format_time(starts_at, self.ctx.tz)} "
@@ -333,11 +343,14 @@ class AlertsPage:
         actions = self.ctx.sources.actions
         if actions is None:
             return notice(READ_ONLY, "error")
+        try:
+            actor = access.authorise(self.ctx.sources, Permission.SILENCE, _text(author))
+        except access.Refused as exc:
+            return notice(str(exc), "error")
         if isinstance(silence_id, bool) or not isinstance(silence_id, int):
             return notice("unknown silence", "error")
         try:
-            source = _source()
-            command = locked(self.ctx, lambda: actions.request_expire(silence_id, _text(author), source=source))
+            command = locked(self.ctx, lambda: actions.request_expire(silence_id, actor.name, source=actor.source))
         except ValueError as exc:
             return notice(f"not sent: {exc}", "error")
         return notice(f"expiry of silence #{silence_id} requested (command #{command}) — {APPLIED_SOON}", "ok")
@@ -345,14 +358,6 @@ class AlertsPage:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
-
-
-def _source() -> str:
-    """The browser's address as the server saw it (no login yet: this and the name are the record)."""
-    try:
-        return flask.request.remote_addr or "unknown"
-    except RuntimeError:  # outside a request (unit tests)
-        return "unknown"
 
 
 def _rule_names(ctx: PageContext) -> list[str]:
@@ -366,44 +371,44 @@ def layout(ctx: PageContext, query: dict[str, str]) -> html.Div:
     devices = [{"label": f"{d.label} ({d.id})" if d.name else d.id, "value": d.id} for d in site.devices]
     rules = [{"label": name, "value": name} for name in _rule_names(ctx)]
     forms = [notice(READ_ONLY, "error")] if not writable else []
+    # Convenience only: the callbacks ask access.authorise on the server whatever the browser shows.
+    who = access.viewer(ctx.sources)
+    may_ack = writable and (who is None or who.may(Permission.ACKNOWLEDGE))
+    may_silence = writable and (who is None or who.may(Permission.SILENCE) or who.may(Permission.MAINTENANCE))
+    if writable and who is not None and not (may_ack or may_silence):
+        forms.append(notice(f"signed in as {who.name} ({who.role.value}): this role may look, not act", "info"))
     forms.append(html.Div(className="op-columns", children=[
         html.Form(className="op-form", id="alerts-ack-form", children=[
             html.H2("Acknowledge", className="op-section-title"),
             _field("Alert", dcc.Dropdown(id=ACK_ALERT, options=[], placeholder="choose an active alert",
-                                         disabled=not writable)),
+                                         disabled=not may_ack)),
             _field("Note", dcc.Input(id=ACK_NOTE, type="text", maxLength=2000, placeholder="what you are doing",
-                                     disabled=not writable, className="op-input", debounce=False)),
+                                     disabled=not may_ack, className="op-input", debounce=False)),
             html.Button("Acknowledge", id=ACK_SUBMIT, type="button", className="op-button", n_clicks=0,
-                        disabled=not writable),
+                        disabled=not may_ack),
             html.Div(id=ACK_MESSAGE, className="op-message"),
         ], **{"aria-label": "acknowledge an alert"}),
         html.Form(className="op-form", id="alerts-silence-form", children=[
             html.H2("Silence or maintenance window", className="op-section-title"),
             _field("Device", dcc.Dropdown(id=SIL_DEVICE, options=devices, value=query.get("device") or None,
-                                          placeholder="any device", disabled=not writable)),
-            _field("Rule", dcc.Dropdown(id=SIL_RULE, options=rules, placeholder="any rule", disabled=not writable)),
+                                          placeholder="any device", disabled=not may_silence)),
+            _field("Rule", dcc.Dropdown(id=SIL_RULE, options=rules, placeholder="any rule", disabled=not may_silence)),
             _field("Kind", dcc.RadioItems(id=SIL_KIND, options=[{"label": label, "value": v} for label, v in KINDS],
                                           value="silence", inline=True, className="op-radio")),
             _field("Starts", dcc.Dropdown(id=SIL_START, options=[{"label": label, "value": s} for label, s in STARTS],
-                                          value=0, clearable=False, disabled=not writable)),
+                                          value=0, clearable=False, disabled=not may_silence)),
             _field("For", dcc.Dropdown(id=SIL_DURATION, options=[{"label": label, "value": s}
                                                                  for label, s in DURATIONS],
-                                       placeholder="how long (required)", disabled=not writable)),
+                                       placeholder="how long (required)", disabled=not may_silence)),
             _field("Reason", dcc.Input(id=SIL_REASON, type="text", maxLength=2000, placeholder="why (required)",
-                                       disabled=not writable, className="op-input")),
+                                       disabled=not may_silence, className="op-input")),
             html.Button("Silence", id=SIL_SUBMIT, type="button", className="op-button", n_clicks=0,
-                        disabled=not writable),
+                        disabled=not may_silence),
             html.Div(id=SIL_MESSAGE, className="op-message"),
         ], **{"aria-label": "silence alerts"}),
     ]))
-    return page_frame(NAME, "Alerts", intro="Actions are queued for the alerting loop, which applies them within "
-                      "a few seconds. No login yet: your name and your address are recorded with each action.",
-                      children=[
-        html.Div(className="op-controls", children=[
-            _field("Your name", dcc.Input(id=AUTHOR, type="text", maxLength=200, placeholder="required for actions",
-                                          disabled=not writable, className="op-input",
-                                          persistence=True, persistence_type="local")),
-        ]),
+    return page_frame(NAME, "Alerts", intro=_intro(ctx), children=[
+        _author(ctx, writable),
         *forms,
         section(ACTIVE, "Active alerts", html.Div(id=f"{ACTIVE}-body", children=html.P("loading…"))),
         html.P("", id=ESCALATION_NOTE, className="op-intro"),
@@ -413,6 +418,27 @@ def layout(ctx: PageContext, query: dict[str, str]) -> html.Div:
         section(HISTORY, "History", html.Div(id=f"{HISTORY}-body")),
         dcc.Store(id=SENT, storage_type="memory"),
         dcc.Interval(id=TICK, interval=round(site.config.dashboard.refresh_s * 1000), n_intervals=0),
+    ])
+
+
+def _intro(ctx: PageContext) -> str:
+    queued = "Actions are queued for the alerting loop, which applies them within a few seconds. "
+    who = access.viewer(ctx.sources)
+    if who is not None:
+        return queued + f"They are signed as {who.name} ({who.role.value}) and recorded with your address."
+    if access.accounts_enabled(ctx.sources):
+        return queued + "They are signed with your account and your address."
+    return queued + "No accounts here: your name and your address are recorded with each action."
+
+
+def _author(ctx: PageContext, writable: bool) -> html.Div:
+    """The "your name" field; with accounts it is hidden and ignored (the signed-in identity signs)."""
+    if access.accounts_enabled(ctx.sources):
+        return html.Div(dcc.Input(id=AUTHOR, type="hidden", value=""), style={"display": "none"})
+    return html.Div(className="op-controls", children=[
+        _field("Your name", dcc.Input(id=AUTHOR, type="text", maxLength=200, placeholder="required for actions",
+                                      disabled=not writable, className="op-input",
+                                      persistence=True, persistence_type="local")),
     ])
 
 

@@ -2,6 +2,8 @@
 
 Talks to the simulator's loopback control endpoint (simulators/control.py) at ``sources.scenario_url``,
 the same API ``facwatch scenario`` uses. Scenario names are only ever sent when the simulator listed them.
+Starting or stopping one changes what the whole site sees (and pages people): with accounts it needs the
+``configure`` permission (admins), asked on the server through ``dashboard.access``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from urllib.parse import quote
 import dash
 from dash import ALL, Input, Output, dcc, html, no_update
 
+from auth.model import Permission
+from dashboard import access
 from dashboard.operator_ui import badge, notice, page_frame, section, table
 from dashboard.pages import Page, PageContext
 
@@ -144,6 +148,12 @@ class ScenariosPage:
         trigger = dash.ctx.triggered_id
         if trigger is None or not any(t.get("value") for t in dash.ctx.triggered):
             return no_update
+        try:
+            actor = access.authorise(self.ctx.sources, Permission.CONFIGURE, named=False)
+        except access.Refused as exc:
+            return notice(str(exc), "error")
+        log.info("scenario %s requested by %s from %s", "stop" if trigger == STOP else "start", actor.name,
+                 actor.source)
         if trigger == STOP:
             return self.stop()
         if isinstance(trigger, dict):
