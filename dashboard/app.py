@@ -18,6 +18,7 @@ from datetime import tzinfo
 from pathlib import Path
 
 import dash
+import flask
 from flask import has_request_context
 
 from alerts.rules import load_rules
@@ -78,6 +79,7 @@ def create_app(sources: DashboardSources, tz: tzinfo | None = None, *, trusted_p
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.server.before_request(_reject_malformed_callback)
     rules = sources.rules if sources.rules is not None else tuple(load_rules())
     ctx = PageContext(sources, tz, LiveCache(sources, rules, tz))
     found = discover_pages(demo=sources.scenario_url is not None)
@@ -119,3 +121,15 @@ def _outputs_of(app: dash.Dash, register: Callable[[], object]) -> set[str]:
                 component = str(json.loads(component).get("type"))
             found.add(component)
     return found
+
+
+def _reject_malformed_callback():
+    """Answer 400 to a callback body that is not Dash's shape, instead of letting Dash fail with a 500."""
+    if flask.request.method != "POST" or not flask.request.path.endswith("/_dash-update-component"):
+        return None
+    body = flask.request.get_json(silent=True)
+    shape_ok = (isinstance(body, dict) and isinstance(body.get("output"), str)
+                and isinstance(body.get("inputs", []), list) and isinstance(body.get("state", []), list))
+    if not shape_ok:
+        return flask.jsonify(error="malformed callback request"), 400
+    return None

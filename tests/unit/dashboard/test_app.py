@@ -136,3 +136,11 @@ def test_apps_are_independent(demo_site, fake_store, clock):
     assert first.layout is not second.layout
     intervals = [c for c in first.layout.children if isinstance(c, dcc.Interval)]
     assert [i.id for i in intervals] == [ids.TICK]  # one timer for the whole document
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"inputs": []}', b'{"output": 3}',
+                                  b'{"output": "x.children", "inputs": "nope"}'])
+def test_malformed_callback_bodies_get_400_not_500(app, body):
+    client = app.server.test_client()
+    response = client.post("/_dash-update-component", data=body, content_type="application/json")
+    assert response.status_code == 400
