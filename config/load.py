@@ -25,11 +25,13 @@ from config.schema import (
 )
 from config.secret import Secret
 from config.yamlfile import ConfigError, Problem, YamlDocument, check, line_of, load_yaml
+from storage.influx_config import InfluxConfig, InfluxConnection, resolve_influx_located
 
 MIN_SNMP_KEY_LENGTH = 8  # RFC 3414 §11.2: USM passphrases shorter than 8 octets are refused
 MAX_SECRET_BYTES = 4096  # a key file bigger than this is the wrong file (or /dev/zero)
 _CREDENTIAL: TypeAdapter = TypeAdapter(Credential)
 _DEVICE: TypeAdapter = TypeAdapter(Device)
+_INFLUX: TypeAdapter = TypeAdapter(InfluxConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class Site:
     profiles: Mapping[str, DeviceProfile]
     credentials: Mapping[str, ResolvedCredential]
     source: Path
+    influx: InfluxConnection | None = None  # storage.influx with its secrets read, if configured
 
     @property
     def devices(self) -> list[Device]:
@@ -104,9 +107,11 @@ def site_from_document(doc: YamlDocument, profiles: Mapping[str, DeviceProfile] 
     problems += _cross_check(parts, doc, profiles)
     credentials, secret_problems = _resolve_credentials(parts.credentials, doc, source)
     problems += secret_problems
+    influx, influx_problems = _resolve_influx(doc, source)
+    problems += influx_problems
     if problems or config is None:
         raise ConfigError(problems)
-    return Site(config, {d.profile: profiles[d.profile] for d in config.devices}, credentials, source)
+    return Site(config, {d.profile: profiles[d.profile] for d in config.devices}, credentials, source, influx)
 
 
 @dataclass(frozen=True)
@@ -306,6 +311,17 @@ def _resolve_credentials(credentials: Mapping[str, SnmpV3Credential | SnmpCommun
         else:
             resolved[name] = ResolvedCommunity(read(name, "community", credential.community))
     return resolved, problems
+
+
+def _resolve_influx(doc: YamlDocument, source: Path) -> tuple[InfluxConnection | None, list[Problem]]:
+    """``storage.influx`` with its secrets read, if the section is valid on its own (else the schema step says why)."""
+    storage = doc.data.get("storage") if isinstance(doc.data, dict) else None
+    raw = storage.get("influx") if isinstance(storage, dict) else None
+    config = _valid(_INFLUX, raw) if raw is not None else None
+    if config is None:
+        return None, []
+    connection, located = resolve_influx_located(config, source)
+    return connection, [doc.problem(("storage", "influx", *path), message) for path, message in located]
 
 
 def read_secret(ref: SecretRef, source: Path, minimum: int) -> tuple[str, str | None]:

@@ -8,90 +8,36 @@ quote the value they reject (it may be a secret in the wrong place).
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    ValidationError,
-    ValidationInfo,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, Field, StrictBool, ValidationInfo, field_validator
 
-SLUG = r"^[a-z0-9][a-z0-9-]{0,63}$"
+# The shared field types live in config.fields (a leaf module, so storage.influx_config can use them
+# and still be embedded here); re-exported for the modules that import them from config.schema.
+from config.fields import (  # noqa: F401
+    SLUG,
+    EnvName,
+    HostName,
+    HostPort,
+    Name,
+    Port,
+    Seconds,
+    SecretRef,
+    Slug,
+    _bounds,
+    _not_blank,
+    _num,
+    _number,
+    _Strict,
+    _text,
+)
+from storage.influx_config import InfluxConfig
+
 AUTH_PROTOCOLS = ("sha", "sha224", "sha256", "sha384", "sha512")
 PRIV_PROTOCOLS = ("aes128", "aes192", "aes256")
 
-
-def _bounds(ge: float | None, gt: float | None, le: float | None) -> str:
-    """``1–65535`` or ``more than 0 and at most 30``: a range in the words an operator reads."""
-    if ge is not None and le is not None:
-        return f"{_num(ge)}–{_num(le)}"
-    words = [f"more than {_num(gt)}" if gt is not None else "", f"at least {_num(ge)}" if ge is not None else "",
-             f"at most {_num(le)}" if le is not None else ""]
-    return " and ".join(w for w in words if w)
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _number(*, ge: float | None = None, gt: float | None = None, le: float | None = None,
-            integer: bool = False, unit: str = "") -> Any:
-    """A bounded int or finite float; every way of getting it wrong gets one message naming the range."""
-    noun = "an integer" if integer else f"a number{' of ' + unit if unit else ''}"
-    expected = f"{noun} {_bounds(ge, gt, le)}".strip()
-
-    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        # bool is an int to Python and "8080" an int to lax pydantic; in a YAML file both are mistakes
-        if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
-            raise PydanticCustomError("number", "must be {expected}", {"expected": expected})
-        if not math.isfinite(value):
-            raise PydanticCustomError("number", "must be {expected}, not NaN or infinity", {"expected": expected})
-        try:
-            return handler(value)
-        except ValidationError:
-            raise PydanticCustomError("number", "must be {expected}", {"expected": expected}) from None
-
-    return Annotated[int if integer else float, Field(ge=ge, gt=gt, le=le), WrapValidator(check)]
-
-
-def _text(pattern: str, explain: str) -> Any:
-    """A string matching ``pattern``, rejected with ``explain`` instead of the regex."""
-
-    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        try:
-            return handler(value)
-        except ValidationError:
-            raise PydanticCustomError("text", explain) from None
-
-    return Annotated[str, Field(pattern=pattern), WrapValidator(check)]
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
-
-
-Slug = _text(SLUG, "must be a slug: lower-case letters, digits and '-', at most 64 (e.g. dh1-ups-a)")
 ClassName = _text(r"^[a-z][a-z0-9_]*$", "must be a lower-case word such as ups or thsensor")
-EnvName = _text(r"^[A-Za-z_][A-Za-z0-9_]*$", "must be an environment variable name (letters, digits and _)")
-HostName = _text(r"^[A-Za-z0-9.:_-]{1,253}$", "must be a host name or an IP address")
-Name = Annotated[str, AfterValidator(_not_blank)]
-HostPort = _text(r"^[A-Za-z0-9.:_-]{1,253}:[0-9]{1,5}$", "must be host:port, e.g. 127.0.0.1:16162")
-# Annotated aliases built at import time; static checkers see them as Any, pydantic sees the types.
-Seconds = _number(gt=0, le=30, unit="seconds")
 Retries = _number(ge=0, le=5, integer=True)
-Port = _number(ge=1, le=65535, integer=True)
 UnitId = _number(ge=0, le=255, integer=True)
 OidsPerRequest = _number(ge=1, le=128, integer=True)
 PollInterval = _number(ge=0.5, le=3600, unit="seconds")
@@ -110,30 +56,7 @@ SimSeconds = _number(ge=0, le=86_400, unit="seconds")
 LitresPerKwh = _number(gt=0, le=1, unit="L/kWh")
 TimeScale = _number(ge=1, le=10_000)
 Zone = _number(ge=1, le=200, integer=True)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class SecretRef(_Strict):
-    """Where a secret comes from: ``{env: VARIABLE}`` or ``{file: PATH}`` (relative to the config file)."""
-
-    env: EnvName | None = None
-    file: Name | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _never_inline(cls, value: Any) -> Any:
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            raise ValueError("secrets are never written inline; use {env: VARIABLE} or {file: PATH}")
-        return value
-
-    @model_validator(mode="after")
-    def _exactly_one_source(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of env or file")
-        return self
+LatencyMs = _number(ge=0, le=10_000, unit="milliseconds")
 
 
 _AUTH_PRIV = "facwatch only speaks authPriv"
@@ -301,7 +224,16 @@ class DeviceSimulation(_Strict):
     cooling_kw: Kilowatts = 120.0
     setpoint_c: Celsius = 18.0
     # fire / suppression: the detection zones this device watches (cross-zoned pairs)
-    zones: list[Zone] = []
+    zones: list[Zone] = Field(default_factory=list)
+    # answer each request after a delay drawn uniformly from [low, high] ms (real cards take 50-200 ms)
+    latency_ms: tuple[LatencyMs, LatencyMs] | None = None
+
+    @field_validator("latency_ms")
+    @classmethod
+    def _latency_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and value[0] > value[1]:
+            raise ValueError("give [low, high] with low at most high, e.g. [50, 200]")
+        return value
 
 
 class Device(_Strict):
@@ -338,10 +270,11 @@ class Device(_Strict):
 
 
 class Storage(_Strict):
-    """The embedded store."""
+    """The embedded store, and optionally InfluxDB for readings (scale-out, DESIGN.md §3.4)."""
 
-    path: Name = "var/facwatch.db"  # relative to the config file
+    path: Name = "var/facwatch.db"  # relative to the config file; with influx: events, alerts, audit log
     retention_days: RetentionDays = 400
+    influx: InfluxConfig | None = None
 
 
 class Dashboard(_Strict):
@@ -355,13 +288,13 @@ class Dashboard(_Strict):
 class Simulation(_Strict):
     """What the site simulator accepts and does (demo, tests, drills)."""
 
-    snmp_credentials: list[Name] = []
+    snmp_credentials: list[Name] = Field(default_factory=list)
     # simulated seconds per wall second: scenarios and drills run accelerated (×N)
     time_scale: TimeScale = 1.0
     # where simulated agents send SNMP traps ("host:port"), e.g. facwatch's own trap listener
-    trap_targets: list[HostPort] = []
+    trap_targets: list[HostPort] = Field(default_factory=list)
     # IT load of each room in kW (rooms not listed share the UPS output evenly)
-    room_it_load_kw: dict[Slug, Kilowatts] = {}
+    room_it_load_kw: dict[Slug, Kilowatts] = Field(default_factory=dict)
     # loopback HTTP endpoint of `facwatch simulate` / `demo` for starting scenarios at runtime
     control: HostPort = "127.0.0.1:16099"
 
@@ -370,7 +303,7 @@ class TrapListener(_Strict):
     """facwatch's SNMP trap receiver (v2c communities and v3 users from ``credentials``)."""
 
     listen: HostPort = "127.0.0.1:16162"
-    credentials: list[Name] = []
+    credentials: list[Name] = Field(default_factory=list)
 
 
 def _some_rooms(rooms: list[Room]) -> list[Room]:
@@ -384,8 +317,8 @@ class SiteConfig(_Strict):
 
     site: SiteInfo
     rooms: Annotated[list[Room], AfterValidator(_some_rooms)]
-    credentials: dict[Name, Credential] = {}
-    devices: list[Device] = []
+    credentials: dict[Name, Credential] = Field(default_factory=dict)
+    devices: list[Device] = Field(default_factory=list)
     storage: Storage = Storage()
     dashboard: Dashboard = Dashboard()
     simulation: Simulation = Simulation()

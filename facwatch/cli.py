@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from auth.cli import add_parser as add_auth_parsers
+from collectors.sharding import Shard, shard_site
 from config.load import Site, load_site
 from config.yamlfile import ConfigError
 from evidence.cli import add_change_options, add_drill_parser
@@ -70,13 +71,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-dashboard", action="store_true")
     run.add_argument("--data-dir", type=Path)
     _notify_option(run)
+    _metrics_option(run)
     add_change_options(run)
     run.set_defaults(handler=cmd_run)
 
     collect = sub.add_parser("collect", help="collectors + store only")
     collect.add_argument("-c", "--config", required=True, type=Path)
     collect.add_argument("--data-dir", type=Path)
+    collect.add_argument("--shard", type=_shard, default=Shard(1, 1), metavar="I/N",
+                         help="poll only the devices of shard I of N (by a stable hash of the device id); "
+                              "each shard keeps its own SQLite file and InfluxDB spool")
     _notify_option(collect)
+    _metrics_option(collect)
     add_change_options(collect)
     collect.set_defaults(handler=cmd_run, no_dashboard=True)
 
@@ -155,6 +161,18 @@ def _author_options(parser: argparse.ArgumentParser) -> None:
 def _notify_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--notify", type=Path, help="notification config (receivers, routes); alerts are "
                                                       "logged without it, e.g. config/notify.yaml")
+
+
+def _metrics_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics", metavar="HOST:PORT",
+                        help="serve Prometheus /metrics on this address, e.g. 127.0.0.1:9464 (default: off)")
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _simulation_options(parser: argparse.ArgumentParser) -> None:
@@ -483,28 +501,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``facwatch run`` and ``facwatch collect``: collectors + store (+ dashboard)."""
     from facwatch.runtime import run_site
 
-    site = load_site(args.config)
-    if not args.no_dashboard and not _dashboard_allowed(site, args.data_dir):
+    shard: Shard = getattr(args, "shard", Shard(1, 1))
+    site = shard_site(load_site(args.config), shard)
+    data_dir = args.data_dir / f"shard-{shard.label}" if args.data_dir and shard.count > 1 else args.data_dir
+    if not args.no_dashboard and not _dashboard_allowed(site, data_dir):
         return 2
-    asyncio.run(run_site(site, simulate=False, dashboard=not args.no_dashboard, data_dir=args.data_dir,
-                         notify=args.notify, change_by=args.change_by, change_reason=args.change_reason))
+    asyncio.run(run_site(site, simulate=False, dashboard=not args.no_dashboard, data_dir=data_dir,
+                         notify=args.notify, change_by=args.change_by, change_reason=args.change_reason,
+                         metrics_listen=args.metrics, shard=f"{shard.index}/{shard.count}"))
     return 0
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """``facwatch dashboard``: serve the dashboard from the store until interrupted."""
-    from facwatch.runtime import open_store, start_dashboard, wait_for_signal
+    from facwatch.runtime import open_reading_store, open_store, start_dashboard, wait_for_signal
 
     site = load_site(args.config)
     if not _dashboard_allowed(site, args.data_dir):
         return 2
     store = open_store(site, args.data_dir)
-    web = start_dashboard(site, store, port=args.port)
+    readings = open_reading_store(site, store, send=False)  # every shard's readings, with storage.influx
+    web = start_dashboard(site, store, port=args.port, readings=readings)
     print(f"dashboard on http://{site.config.dashboard.host}:{args.port or site.config.dashboard.port}/", flush=True)
     try:
         asyncio.run(wait_for_signal())
     finally:
         web.stop()
+        if readings is not store:
+            readings.close()
         store.close()
     return 0
 

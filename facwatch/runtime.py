@@ -167,9 +167,25 @@ def open_store(site: Site, data_dir: Path | None = None) -> SqliteStore:
     return SqliteStore(path, retention_days=site.config.storage.retention_days)
 
 
+def open_reading_store(site: Site, store: SqliteStore, *, send: bool = True):
+    """Where readings go: InfluxDB when ``storage.influx`` is set (events stay in ``store``), else ``store``.
+
+    ``send=False`` (the dashboard): read only, with a spool file of its own that nothing is written to.
+    """
+    if site.influx is None:
+        return store
+    from storage.influx import InfluxStore, device_tags
+
+    connection = site.influx if send else replace(
+        site.influx, spool_path=site.influx.spool_path.with_suffix(".dashboard.db"))
+    connection.spool_path.parent.mkdir(parents=True, exist_ok=True)
+    return InfluxStore(connection, device_tags(site.config), site=site.config.site.id, event_store=store,
+                       start=send)
+
+
 def start_dashboard(site: Site, store: SqliteStore, host: str | None = None,
                     port: int | None = None, simulate: bool = False, *, trusted_proxies: Sequence[str] = (),
-                    secure_cookies: bool | None = None) -> DashboardThread:
+                    secure_cookies: bool | None = None, readings=None) -> DashboardThread:
     """Build the Dash app and serve it with waitress on a background thread.
 
     Accounts are on when the store has users (sessions, roles, kiosk tokens; auth actions in the
@@ -189,7 +205,7 @@ def start_dashboard(site: Site, store: SqliteStore, host: str | None = None,
     access = web_access(count_users(store.path), host, WebSecurity(proxies, secure))
     auth = _auth_service(store.path) if access.accounts else None
     scenario_url = f"http://{site.config.simulation.control}/scenarios" if simulate else None
-    app = create_app(DashboardSources(site=site, store=store, alerts=AlertStateStore(store.path),
+    app = create_app(DashboardSources(site=site, store=readings or store, alerts=AlertStateStore(store.path),
                                       actions=ActionStore(store.path), scenario_url=scenario_url, auth=auth),
                      trusted_proxies=access.trusted_proxies, secure_cookies=access.secure_cookies)
     server = make_server(app, host, port or cfg.port)
@@ -534,11 +550,13 @@ async def evidence_ticks(recorder, every_s: float = 60.0) -> None:
 
 
 async def run_collectors(site: Site, sink: Callable[[list[Reading]], None],
-                         until: asyncio.Future | None = None) -> None:
+                         until: asyncio.Future | None = None, metrics=None) -> None:
     """Poll every device of the site into the sink until a signal (or ``until``) arrives."""
     from collectors.scheduler import Collector
 
     collector = Collector(site, sink)
+    if metrics is not None:
+        metrics.watch(collector.status)
     task = asyncio.create_task(collector.run(), name="collector")
     try:
         await (until if until is not None else wait_for_signal())
@@ -552,21 +570,29 @@ async def run_collectors(site: Site, sink: Callable[[list[Reading]], None],
 async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Path | None = None,
                    port: int | None = None, time_scale: float | None = None, scenario: str | None = None,
                    notify: Path | None = None, change_by: str | None = None,
-                   change_reason: str | None = None) -> None:
+                   change_reason: str | None = None, metrics_listen: str | None = None,
+                   shard: str = "1/1") -> None:
     """Collectors + store + alerts (+ simulators for the demo) (+ dashboard), until SIGINT/SIGTERM.
 
     ``change_by`` / ``change_reason``: who changed the rules since the last start and why (see Alerting).
     """
+    from facwatch.metrics import CollectorMetrics, start_metrics_server
+
     store = open_store(site, data_dir)
+    readings = open_reading_store(site, store)  # InfluxDB with storage.influx, else the SQLite store
     pruning = retention(site, store)
-    writer = ReadingWriter(store, heartbeat=collector_heartbeat(store.path), retention=pruning)
+    writer = ReadingWriter(readings, heartbeat=collector_heartbeat(store.path), retention=pruning)
     alerting = Alerting(site, store.path, notify, change_by=change_by, change_reason=change_reason)
     evidence = EvidenceRecorder(site, store.path)
-    web = start_dashboard(site, store, port=port, simulate=simulate) if dashboard else None
+    web = start_dashboard(site, store, port=port, simulate=simulate, readings=readings) if dashboard else None
+    metrics = CollectorMetrics(site, shard=shard, spool=getattr(readings, "spool_stats", None),
+                               spool_path=site.influx.spool_path if site.influx else None, notify_db=store.path)
+    metrics_server = start_metrics_server(metrics, metrics_listen) if metrics_listen else None
     try:
         async with contextlib.AsyncExitStack() as stack:
             # evidence last: the store and the alerts come first
-            sink: Callable[[list[Reading]], None] = fan_out(writer.put, alerting.observe, evidence.observe)
+            sink: Callable[[list[Reading]], None] = fan_out(writer.put, alerting.observe, evidence.observe,
+                                                            metrics.observe)
             event_sink: Callable[[list[Event]], None] = writer.put_events
             if simulate:
                 sim = await stack.enter_async_context(simulation(
@@ -581,11 +607,15 @@ async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Pat
             if web is not None:
                 cfg = site.config.dashboard
                 log.info("dashboard on http://%s:%d/", cfg.host, port or cfg.port)
-            await run_collectors(site, sink)
+            await run_collectors(site, sink, metrics=metrics)
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
         if web is not None:
             web.stop()
         writer.close()
+        if readings is not store:
+            readings.close()
         pruning.audit.close()
         evidence.close()
         store.close()

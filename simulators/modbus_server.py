@@ -14,7 +14,9 @@ says when nothing on its bus replies.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Iterable, Mapping
 from functools import partial
 
@@ -114,7 +116,8 @@ def _table_blocks(table: Table, runs: list[tuple[int, int]]) -> list[SimData]:
 class ModbusGateway:
     """One Modbus TCP endpoint serving several unit ids (devices sharing host:port)."""
 
-    def __init__(self, host: str, port: int, units: Mapping[int, DeviceProfile]):
+    def __init__(self, host: str, port: int, units: Mapping[int, DeviceProfile], *,
+                 latency_ms: tuple[float, float] | None = None, rng: random.Random | None = None):
         if not host:
             raise ValueError("bind to an explicit host; '' would listen on every interface")
         if not units:
@@ -126,6 +129,9 @@ class ModbusGateway:
         self._pushing = False
         self._last: dict[int, RegisterImage] = {}
         self.silent_units: set[int] = set()  # devices that "vanished" behind the gateway
+        # answer each client request after a delay drawn from [low, high] ms (a real gateway polls its RTU bus)
+        self.latency_ms = latency_ms
+        self._rng = rng or random.Random()
 
     @property
     def running(self) -> bool:
@@ -206,6 +212,8 @@ class ModbusGateway:
         """
         if set_values is not None and not self._pushing:
             return ExcCodes.ILLEGAL_FUNCTION
+        if set_values is None and self.latency_ms is not None and not self._pushing:
+            await asyncio.sleep(self._rng.uniform(*self.latency_ms) / 1000)
         if unit_id in self.silent_units:  # a real RTU gateway answers 0x0B when the device behind it is gone
             return ExcCodes.GATEWAY_NO_RESPONSE
         if address not in served.get(FUNCTION_TABLES.get(function_code), frozenset()):  # type: ignore[arg-type]

@@ -172,10 +172,13 @@ class SiteSimulator:
             device = sim.device
             if sim.profile.protocol == "snmp":
                 self._agents[device.id] = SnmpAgent(device.id, sim.profile, device.host, device.port,
-                                                    self._snmp_credentials(device))
+                                                    self._snmp_credentials(device),
+                                                    latency_ms=device.simulation.latency_ms)
             elif (device.host, device.port) not in self._gateways:
+                # one gateway per host:port: the first device's latency setting speaks for the gateway
                 self._gateways[(device.host, device.port)] = ModbusGateway(
-                    device.host, device.port, self._units_behind(device.host, device.port))
+                    device.host, device.port, self._units_behind(device.host, device.port),
+                    latency_ms=device.simulation.latency_ms)
 
     def _units_behind(self, host: str, port: int) -> dict[int, DeviceProfile]:
         """Devices sharing one host:port are one RTU gateway, told apart by unit id."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -109,7 +110,8 @@ class SnmpAgent:
     """One simulated SNMP device: its profile points, the system group and its credentials."""
 
     def __init__(self, device_id: str, profile: DeviceProfile, host: str, port: int,
-                 credentials: Mapping[str, ResolvedCredential], *, sys_descr: str | None = None):
+                 credentials: Mapping[str, ResolvedCredential], *, sys_descr: str | None = None,
+                 latency_ms: tuple[float, float] | None = None, rng: random.Random | None = None):
         if not credentials:
             raise ValueError(f"{device_id}: an SNMP agent needs at least one credential")
         self.device_id = device_id
@@ -118,6 +120,9 @@ class SnmpAgent:
         self.port = port
         self.credentials = dict(credentials)
         self.sys_descr = sys_descr or f"facwatch simulator: {profile.vendor} {profile.model}"
+        # answer each request after a delay drawn from [low, high] ms, like a real network card (set before start)
+        self.latency_ms = latency_ms
+        self._rng = rng or random.Random()
         self._raw: dict[str, RawValue] = {}
         self._engine: engine.SnmpEngine | None = None
         self._socket: socket.socket | None = None
@@ -139,7 +144,7 @@ class SnmpAgent:
         self._socket = bind_udp(self.host, self.port, "SNMP agent")
         eng = engine.SnmpEngine()
         try:
-            _add_transport(eng, self._socket)
+            _add_transport(eng, self._socket, self._delay_s if self.latency_ms else None)
             for name, credential in self.credentials.items():
                 _add_credential(eng, name, credential)
             self._register_objects(eng)
@@ -260,6 +265,10 @@ class SnmpAgent:
         ipv6 = self._socket is not None and self._socket.family == socket.AF_INET6
         return udp6.DOMAIN_NAME if ipv6 else udp.DOMAIN_NAME
 
+    def _delay_s(self) -> float:
+        low, high = self.latency_ms or (0.0, 0.0)
+        return self._rng.uniform(low, high) / 1000
+
     def _uptime_ticks(self) -> int:
         return int((time.monotonic() - self._started_at) * 100) & 0xFFFFFFFF
 
@@ -305,12 +314,23 @@ def _live_instance_class(mib_scalar_instance: type) -> type:
     return LiveInstance
 
 
-def _add_transport(eng: engine.SnmpEngine, sock: socket.socket) -> None:
-    """Serve SNMP on an already bound UDP socket."""
-    if sock.family == socket.AF_INET6:
-        config.add_transport(eng, udp6.DOMAIN_NAME, udp6.Udp6Transport().open_server_mode(sock=sock))
-    else:
-        config.add_transport(eng, udp.DOMAIN_NAME, udp.UdpTransport().open_server_mode(sock=sock))
+def _add_transport(eng: engine.SnmpEngine, sock: socket.socket, delay_s: Callable[[], float] | None = None) -> None:
+    """Serve SNMP on an already bound UDP socket; with ``delay_s``, each request is handled that much later."""
+    ipv6 = sock.family == socket.AF_INET6
+    transport = (udp6.Udp6Transport if ipv6 else udp.UdpTransport)()
+    if delay_s is not None:
+        transport.datagram_received = partial(_delayed_datagram, transport, delay_s)  # type: ignore[method-assign]
+    config.add_transport(eng, udp6.DOMAIN_NAME if ipv6 else udp.DOMAIN_NAME, transport.open_server_mode(sock=sock))
+
+
+def _delayed_datagram(transport: Any, delay_s: Callable[[], float], datagram: bytes, address: Any) -> None:
+    """Like pysnmp's own ``datagram_received``, but hands the request to the engine later, not at once.
+
+    The loop keeps serving other requests meanwhile, so a slow device delays only its own answers.
+    """
+    callback = transport._callback_function  # what pysnmp's own datagram_received calls via call_soon
+    if callback is not None:
+        transport.loop.call_later(delay_s(), callback, transport, address, datagram)
 
 
 def _add_credential(eng: engine.SnmpEngine, name: str, credential: ResolvedCredential) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pydantic import StrictBool, model_validator
 
-from config.schema import Name, Seconds, SecretRef, _number, _Strict, _text
+from config.fields import Name, Seconds, SecretRef, _number, _Strict, _text
 from config.secret import Secret
 
 HttpUrl = _text(r"^https?://[A-Za-z0-9.:_\[\]-]{1,253}(/[^\s?#]*)?$",
@@ -121,23 +121,32 @@ class InfluxConnection:
         return Secret(f"{self.username}:{self.password.reveal()}")
 
 
+Located = tuple[tuple[str, ...], str]  # (path below storage.influx, message)
+
+
 def resolve_influx(config: InfluxConfig, source: Path) -> tuple[InfluxConnection, list[str]]:
     """Read the secrets and resolve paths relative to the config file ``source``; also return problems."""
-    from config.load import read_secret  # here, not at the top: config.schema will import this module
+    connection, problems = resolve_influx_located(config, source)
+    return connection, [f"storage.influx.{'.'.join(path)}: {message}" for path, message in problems]
 
-    problems: list[str] = []
+
+def resolve_influx_located(config: InfluxConfig, source: Path) -> tuple[InfluxConnection, list[Located]]:
+    """Like ``resolve_influx``, each problem with its path below ``storage.influx`` (for file:line reports)."""
+    from config.load import read_secret  # here, not at the top: config.load imports config.schema, which embeds this
+
+    problems: list[Located] = []
 
     def secret(field: str, ref: SecretRef | None) -> Secret | None:
         if ref is None:
             return None
         value, message = read_secret(ref, source, 1)
         if message:
-            problems.append(f"storage.influx.{field}: {message}")
+            problems.append(((field,), message))
         return Secret(value)
 
     token, password = secret("token", config.token), secret("password", config.password)
     base = source.parent
     ca_file = base / config.tls.ca_file if config.tls.ca_file else None
     if ca_file is not None and not ca_file.is_file():
-        problems.append(f"storage.influx.tls.ca_file: {config.tls.ca_file} does not exist")
+        problems.append((("tls", "ca_file"), f"{config.tls.ca_file} does not exist"))
     return InfluxConnection(config, token, config.username, password, ca_file, base / config.spool.path), problems
