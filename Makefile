@@ -37,6 +37,7 @@ bench: $(STAMP) peers
 	$(BIN)/python bench/bench_influx.py --out bench/results/influx.json
 	$(BIN)/python bench/bench_notify.py --out bench/results/notify.json
 	$(BIN)/python bench/bench_dashboard.py --out bench/results/dashboard.json
+	$(BIN)/python bench/bench_scale.py --out bench/results/scale.json
 
 # Installs the Debian peers when root and something is missing; otherwise says what to install.
 peers:
