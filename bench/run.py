@@ -69,7 +69,8 @@ async def measure(workers: list[Callable[[], Awaitable[int]]], seconds: float) -
     async def loop(work: Callable[[], Awaitable[int]]) -> None:
         nonlocal points
         while time.monotonic() < stop_at:
-            points += await work()
+            got = await work()  # `points += await work()` would read `points` before awaiting and lose counts
+            points += got
 
     cpu0, wall0 = cpu_seconds(), time.monotonic()
     await asyncio.gather(*(loop(w) for w in workers))
