@@ -146,11 +146,6 @@ class SnmpV3Credential(_Strict):
             raise ValueError("security_waiver on a credential that needs none (it uses SHA-2 and AES): remove it")
         return value
 
-    @property
-    def weaknesses(self) -> list[str]:
-        """What about this credential is below facwatch's default (for the start-up log)."""
-        return ["SHA-1 authentication"] if self.auth_protocol in WEAK_AUTH_PROTOCOLS else []
-
 
 class SnmpCommunityCredential(_Strict):
     """SNMP v2c community: clear text on the wire, so it must be marked insecure explicitly."""

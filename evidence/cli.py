@@ -26,9 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     export = actions.add_parser("export", help="write a signed evidence pack (zip) for a period")
     export.add_argument("--from", dest="start", required=True, type=start_of,
-                        help="first day (YYYY-MM-DD, UTC) or an ISO time")
+                        help="first day (YYYY-MM-DD, UTC) or an ISO time (UTC unless it carries an offset)")
     export.add_argument("--to", dest="end", required=True, type=end_of,
-                        help="last day, inclusive (YYYY-MM-DD, UTC), or an ISO time (exclusive)")
+                        help="last day, inclusive (YYYY-MM-DD, UTC), or an ISO time, exclusive "
+                             "(UTC unless it carries an offset)")
     export.add_argument("-o", "--output", required=True, type=Path, help="the pack to write, e.g. pack.zip")
     export.add_argument("--reveal-names", action="store_true",
                         help="keep personal names instead of pseudonyms (needs --reason; audit-logged)")
@@ -54,7 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     thresholds = actions.add_parser("thresholds", help="thresholds in force: rule versions with who, when, why")
     thresholds.add_argument("--rule", help="only this rule's history")
-    thresholds.add_argument("--at", type=start_of, help="the versions in force at this time (ISO or date)")
+    thresholds.add_argument("--at", type=start_of, help="the versions in force at this time "
+                                                          "(ISO or date; UTC unless it carries an offset)")
     _store_options(thresholds)
     thresholds.set_defaults(handler=cmd_thresholds)
 

@@ -379,7 +379,9 @@ def record_drill(db_path: Path, report: dict[str, Any]) -> int:
 
 
 def _epoch(text: str | None) -> float:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() if text else time.time()
+    if not text:  # a report without its times is broken: never invent one for an evidence record
+        raise ValueError("drill report has no start or end time")
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 def _runs(db_path: Path, start: float, end: float) -> list[tuple]:
@@ -429,12 +431,12 @@ async def drill(site: Site, options: DrillOptions, output: Path | None, data_dir
         options = replace(options, key_dir=main_db.parent)
     report = await run_drill(site, options, progress)
     assert options.drill_dir is not None
+    try:  # kept first, so the report files carry the drill's id
+        report["drill_id"] = record_drill(main_db, report)
+    except sqlite3.Error as exc:  # the report files are still written; say so rather than lose the run
+        log.error("drill report not kept in %s (%s); see the report files", main_db, exc)
     paths = write_report(report, output or options.drill_dir / "drill-report.json")
     if output is not None:
         write_report(report, options.drill_dir / "drill-report.json")
-    try:
-        report["drill_id"] = record_drill(main_db, report)
-    except sqlite3.Error as exc:  # the report files are written; say so rather than lose the run
-        log.error("drill report not kept in %s (%s); it is in %s", main_db, exc, paths[0])
     progress(f"drill {report['scenario']}: {report['result']}; report {paths[0]} and {paths[1]}")
     return report
