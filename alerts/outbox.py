@@ -65,6 +65,7 @@ class Outbox:
         self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")  # a page acknowledged to the pipeline survives power loss
+        self.conn.execute("PRAGMA busy_timeout=10000")  # the readings writer and the engine share the file
         self.conn.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -132,6 +132,7 @@ class DevicePage:
         try:
             alerts = stored_alerts(self.ctx)
         except Exception:
+            log.exception("device page: alert state unavailable")
             return notice("alert state unavailable", "error")
         if alerts is None:
             return notice("no alert state available to this dashboard", "info")

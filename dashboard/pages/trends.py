@@ -190,6 +190,7 @@ class TrendsPage:
         try:
             latest = self.ctx.cache.get(("trends-latest", tuple(devices)), lambda: self.sources.store.latest(devices))
         except Exception:
+            log.exception("trends: latest readings unavailable; the live extension waits for the store")
             return None, shown.get("sent", {})
         by_key: dict[tuple[str, str], Reading] = {(r.device, r.point): r for r in latest}
         sent = dict(shown.get("sent") or {})
