@@ -30,6 +30,8 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
+from storage.sqlite import immediate_transaction
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -237,15 +239,11 @@ class Spool:
         """Hold the lock and an IMMEDIATE transaction; on error roll back and recount what is pending."""
         with self._lock:
             self._check_open()
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-                conn.execute("COMMIT")
+                with immediate_transaction(self._conn) as conn:
+                    yield conn
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                self._pending = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+                self._pending = self._conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
                 raise
 
     def _check_open(self) -> None:

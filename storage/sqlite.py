@@ -135,6 +135,23 @@ Row = tuple[int, int, float | None, int, str | None, str | None]
 Span = tuple[int, int, int]  # (bucket index, from ms, to ms): a half-open range read for one bucket
 
 
+@contextmanager
+def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT on an autocommit connection, rolled back on any error.
+
+    IMMEDIATE takes the write lock up front, so another process's writer makes us wait (busy_timeout)
+    instead of failing half way through a batch.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _rollup_table(width_ms: int) -> str:
     return f"rollup_{width_ms // 1000}s"
 
@@ -445,16 +462,10 @@ class SqliteStore:
         """Hold the write lock and an IMMEDIATE transaction; on error roll back and forget new series ids."""
         with self._write_lock:
             self._check_open()
-            conn = self._writer
-            # IMMEDIATE takes the write lock up front, so another process's writer makes us wait
-            # (busy_timeout) instead of failing half way through the batch.
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-                conn.execute("COMMIT")
+                with immediate_transaction(self._writer) as conn:
+                    yield conn
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 self._ids.clear()  # ids of series inserted in this transaction no longer exist
                 raise
 
