@@ -28,7 +28,6 @@ from alerts.state import AlertStateStore, ScheduleMark
 from collectors.model import REACHABLE_POINT, EnumState, Kind, Quality, Reading, Severity
 from config.load import Site
 
-_RANK = {Severity.OK: 0, Severity.INFO: 1, Severity.WARNING: 2, Severity.CRITICAL: 3}
 _ACTIVE = (AlertState.PENDING, AlertState.FIRING)
 _CLOCKED = ("missing", "schedule")  # kinds whose condition the clock itself re-evaluates on every tick
 DEFAULT_STALE_AFTER = 3.0  # poll intervals without a reading before a value counts as stale
@@ -609,7 +608,7 @@ def _and(a: bool | None, b: bool | None) -> bool | None:
 def _threshold(rule: Rule, value: float, current: Severity | None) -> Severity | None:
     """Worst level breached; a level already active clears only past the hysteresis margin."""
     for severity, level in rule.levels():
-        held = current is not None and _RANK[severity] <= _RANK[current]
+        held = current is not None and severity.rank <= current.rank
         if level.breached(value, rule.hysteresis if held else 0.0):
             return severity
     return None
@@ -622,9 +621,9 @@ def _state_condition(rule: Rule, state: EnumState | None, reading: Reading) -> t
     if rule.states is not None:
         if state.name not in rule.states:
             return True, None
-        fixed = rule.severity or (state.severity if _RANK[state.severity] >= 1 else "warning")
+        fixed = rule.severity or (state.severity if state.severity.rank >= Severity.INFO.rank else "warning")
         return True, Severity(fixed)
-    return True, state.severity if _RANK[state.severity] >= _RANK[Severity(rule.min_severity)] else None
+    return True, state.severity if state.severity.rank >= Severity(rule.min_severity).rank else None
 
 
 def _compute(rule: Rule, device: str, values: list[float]) -> Estimate | None:

@@ -33,6 +33,14 @@ class Severity(StrEnum):
     CRITICAL = "critical"
     UNKNOWN = "unknown"
 
+    @property
+    def rank(self) -> int:
+        """Worse is higher: ok < info < unknown < warning < critical (an unknown state may hide a fault)."""
+        return _SEVERITY_RANKS[self]
+
+
+_SEVERITY_RANKS = {Severity.OK: 0, Severity.INFO: 1, Severity.UNKNOWN: 2, Severity.WARNING: 3, Severity.CRITICAL: 4}
+
 
 class Table(StrEnum):
     """Modbus data tables, with the read function code for each."""

@@ -213,6 +213,7 @@ def cmd_verify_log(args: argparse.Namespace) -> int:
 
 def cmd_thresholds(args: argparse.Namespace) -> int:
     """``facwatch evidence thresholds``: rule versions (one rule's history, or those in force at a time)."""
+    from evidence.providers import iso
     from evidence.thresholds import in_force, rule_versions
 
     db_path, _ = _store(args)
@@ -222,7 +223,7 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
     if args.rule:
         rows = [r for r in rows if r["rule"] == args.rule]
     for row in rows:
-        valid_from, valid_to = (row[k] if isinstance(row[k], str | None) else _iso(row[k])
+        valid_from, valid_to = (row[k] if isinstance(row[k], str | None) else iso(row[k])
                                 for k in ("valid_from", "valid_to"))
         print(f"{row['rule']:<36} {row['hash']}  {valid_from} .. {valid_to or 'now':<20}  by {row['changed_by']}: "
               f"{row['reason']}")
@@ -248,9 +249,6 @@ def cmd_drill(args: argparse.Namespace) -> int:
     print(report_text(report), end="")
     return 0 if report["result"] == "pass" else 1
 
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _store(args: argparse.Namespace) -> tuple[Path, Site | None]:

@@ -36,12 +36,12 @@ import time as _time
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from evidence.auditlog import AuditAction, AuditEntry, AuditLog, Checkpoint, Segment, audited
 from evidence.keys import SigningKey, load_signing_key
-from evidence.providers import Provider
+from evidence.providers import Provider, iso
 from evidence.report import ReportData, render_report
 from evidence.verify import AUDIT_CHAIN, AUDIT_KEYS, AUDIT_LOG, MANIFEST, PUBLIC_KEY, SIGNATURE
 
@@ -98,10 +98,10 @@ def export_pack(db_path: str | Path, start: float | datetime, end: float | datet
     key = key or load_signing_key(db_path.parent)
     actor = actor or _default_actor()
     say = progress or (lambda message: None)
-    request = {"from": _iso(start), "to": _iso(end), "reveal_names": reveal_names, "reason": reason,
+    request = {"from": iso(start), "to": iso(end), "reveal_names": reveal_names, "reason": reason,
                "file": out_zip.name, "record_sets": sorted(providers), "kind": "drills" if drills else "evidence"}
     with AuditLog(db_path, key, clock=clock) as log, audited(
-            log, AuditAction.EXPORT, actor, f"evidence pack {_iso(start)}..{_iso(end)}", details=request,
+            log, AuditAction.EXPORT, actor, f"evidence pack {iso(start)}..{iso(end)}", details=request,
             source=source or f"cli@{socket.gethostname()}") as entry:
         head = log.checkpoint()  # signs the head, the export record included
         segment = log.segment(start, end)
@@ -155,7 +155,7 @@ class _PackBuilder:
                 self._write_members(tables, audit)
                 self.say("rendering report.pdf")
                 self._add("report.pdf", render_report(ReportData(
-                    site, _iso(start), _iso(end), _iso(clock()), self.key.key_id, self._names_label(), tables,
+                    site, iso(start), iso(end), iso(clock()), self.key.key_id, self._names_label(), tables,
                     _audit_facts(segment), excluded)))
                 manifest = self._manifest(site, start, end, clock, tables, excluded, segment, entry)
                 self.zip.writestr(MANIFEST, manifest)
@@ -220,8 +220,8 @@ class _PackBuilder:
                   tables: Mapping[str, list], excluded: Mapping[str, int], segment: Segment,
                   entry: AuditEntry) -> bytes:
         first, last = _seq_range(segment)
-        manifest = {"format": FORMAT, "site": site, "from": _iso(start), "to": _iso(end),
-                    "created_at": _iso(clock()), "key_id": self.key.key_id, "reveal_names": self.pseudonym is None,
+        manifest = {"format": FORMAT, "site": site, "from": iso(start), "to": iso(end),
+                    "created_at": iso(clock()), "key_id": self.key.key_id, "reveal_names": self.pseudonym is None,
                     "exported_by": entry.actor if self.pseudonym is None else self.pseudonym(entry.actor),
                     "export_audit_seq": entry.seq, "rows": {n: len(r) for n, r in tables.items()},
                     "drill_rows_excluded": dict(excluded), "kind": "drills" if self.drills else "evidence",
@@ -272,9 +272,6 @@ def _csv_value(value: object) -> object:
 def _json(value: object) -> bytes:
     return (json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")
 
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _default_actor() -> str:

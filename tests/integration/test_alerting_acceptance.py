@@ -15,32 +15,31 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import email
-import email.policy
-import hashlib
-import hmac
 import json
 import os
 import signal
 import sqlite3
-import ssl
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from alerts.notifiers.webhook import SIGNATURE_HEADER
 from config.load import load_site
 from tests.conftest import ROOT
-from tests.integration.test_notifiers_real_receivers import make_cert
-from tests.peers import PeerProcess, require, wait_for_tcp
+from tests.peers import PeerProcess, wait_for_tcp
+from tests.receivers import (
+    MailReceiver,
+    WebhookReceiver,
+    alertmanager_peer,
+    am_alerts,
+    am_received_total,
+    smtp_receiver,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -79,85 +78,11 @@ def no_leaked_threads() -> Iterator[None]:
     assert not [t for t in set(threading.enumerate()) - before if t.is_alive()]
 
 
-# --- receivers -------------------------------------------------------------------------------------------
-
-class WebhookReceiver:
-    """A real HTTP webhook endpoint: verifies the HMAC, answers ``status`` (200 unless told otherwise)."""
-
-    def __init__(self, port: int = WEBHOOK_PORT):
-        self.port = port
-        self.status = 200
-        self.received: list[tuple[float, dict]] = []   # (wall time, body) of every accepted POST
-        self.refused: list[tuple[float, int]] = []     # (wall time, status) of every POST answered non-2xx
-        self.bad_signatures = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def reset(self, status: int) -> None:
-        """Forget what arrived so far; answer ``status`` from now on."""
-        self.status = status
-        self.received.clear()
-        self.refused.clear()
-
-    def start(self) -> None:
-        """Listen (again): from now on connections are accepted."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Close the socket: from now on connections are refused."""
-        if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)
-            self._server = None
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                expected = "sha256=" + hmac.new(KEY.encode(), body, hashlib.sha256).hexdigest()
-                status = sink.status
-                if not hmac.compare_digest(self.headers.get(SIGNATURE_HEADER, ""), expected):
-                    status, sink.bad_signatures = 401, sink.bad_signatures + 1
-                if status < 300:
-                    sink.received.append((time.time(), json.loads(body)))
-                else:
-                    sink.refused.append((time.time(), status))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        return Handler
-
-
-class MailReceiver:
-    """aiosmtpd's handler: keeps (wall time, parsed message) of every mail accepted."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[float, email.message.EmailMessage]] = []
-
-    def reset(self) -> None:
-        self.received.clear()
-
-    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.received.append((time.time(), message))  # type: ignore[arg-type]
-        return "250 OK"
-
-    def subjects(self) -> list[str]:
-        return [str(m["Subject"]) for _, m in self.received]
-
+# --- receivers (tests/receivers.py) ----------------------------------------------------------------------
 
 @pytest.fixture
 def webhook() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
+    receiver = WebhookReceiver(KEY, WEBHOOK_PORT)
     receiver.start()
     yield receiver
     receiver.stop()
@@ -165,53 +90,15 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 @pytest.fixture
 def smtp(tmp_path: Path) -> Iterator[tuple[MailReceiver, Path]]:
-    """aiosmtpd that insists on STARTTLS and a login; facwatch verifies its certificate against ``cert``."""
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.smtp import AuthResult
-
-    (tmp_path / "smtp-tls").mkdir()
-    cert, key = make_cert(tmp_path / "smtp-tls")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    sink = MailReceiver()
-
-    def authenticator(server, session, envelope, mechanism, auth_data):
-        ok = auth_data.login == b"facwatch" and auth_data.password == SMTP_PASSWORD.encode()
-        return AuthResult(success=ok, handled=False)
-
-    controller = Controller(sink, hostname="127.0.0.1", port=SMTP_PORT, tls_context=context, require_starttls=True,
-                            authenticator=authenticator, auth_required=True)
-    controller.start()
-    yield sink, cert
-    controller.stop()
+    """aiosmtpd that insists on STARTTLS and a login; facwatch verifies its certificate against the one yielded."""
+    with smtp_receiver(tmp_path / "smtp-tls", SMTP_PORT, SMTP_PASSWORD) as (sink, cert):
+        yield sink, cert
 
 
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[str]:
-    binary = require("prometheus-alertmanager")
-    config = tmp_path / "alertmanager.yml"
-    config.write_text("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n")
-    peer = PeerProcess([binary, f"--config.file={config}", f"--storage.path={tmp_path / 'am-data'}",
-                        f"--web.listen-address=127.0.0.1:{AM_PORT}", "--cluster.listen-address="],
-                       tmp_path / "alertmanager.log")
-    try:
-        wait_for_tcp(AM_PORT, timeout=20)
-        yield f"http://127.0.0.1:{AM_PORT}"
-    finally:
-        peer.stop()
-
-
-def am_alerts(base: str, alertname: str) -> list[dict]:
-    """Alertmanager's current (active) alerts of one name."""
-    with urllib.request.urlopen(f"{base}/api/v2/alerts", timeout=5) as response:
-        return [a for a in json.loads(response.read()) if a["labels"].get("alertname") == alertname]
-
-
-def am_received_total(base: str) -> float:
-    """alertmanager_alerts_received_total summed over status and API version: alerts it was POSTed."""
-    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
-        lines = response.read().decode().splitlines()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("alertmanager_alerts_received_total"))
+    with alertmanager_peer(tmp_path, AM_PORT) as base:
+        yield base
 
 
 def rfc3339(text: str) -> float:
