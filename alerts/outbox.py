@@ -18,6 +18,7 @@ from typing import Any
 from alerts.model import Alert, AlertState
 from alerts.notifiers import DeliveryError, NotificationBatch, Notifier, batch_from_dict, batch_to_dict
 from collectors.model import Severity
+from storage.connection import open_connection
 
 LOGGER = logging.getLogger("facwatch.outbox")
 MAX_RETRY_AFTER = 3600.0  # a server asking for more than an hour is not trusted with a page
@@ -62,10 +63,8 @@ class Outbox:
     """The outbox and notification log tables in one SQLite file, on a connection of their own."""
 
     def __init__(self, path: str | Path):
-        self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")  # a page acknowledged to the pipeline survives power loss
-        self.conn.execute("PRAGMA busy_timeout=10000")  # the readings writer and the engine share the file
+        # FULL: a page acknowledged to the pipeline survives power loss
+        self.conn = open_connection(path, synchronous="FULL")
         self.conn.executescript(_SCHEMA)
 
     def close(self) -> None:

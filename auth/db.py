@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-BUSY_TIMEOUT_MS = 10_000
+from storage.connection import open_connection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS auth_user (
@@ -46,10 +46,7 @@ class Database:
             conn.executescript(SCHEMA)  # executescript commits on its own
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        return conn
+        return open_connection(self.path)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

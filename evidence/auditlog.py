@@ -27,8 +27,8 @@ from pathlib import Path
 
 from evidence.chain import GENESIS, ChainRecord, actor_commit, checkpoint_payload, details_text, record_hash
 from evidence.keys import SigningKey, load_signing_key
+from storage.connection import open_connection
 
-BUSY_TIMEOUT_MS = 10_000
 MAX_ACTOR = 200
 MAX_SUBJECT = 500
 MAX_DETAILS = 64_000
@@ -313,13 +313,7 @@ def audited(log: AuditLog, action: AuditAction | str, actor: str, subject: str, 
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                           check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    if str(path) != ":memory:":
-        conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")  # an audit record is on disk before the action runs
-    return conn
+    return open_connection(path, synchronous="FULL")  # an audit record is on disk before the action runs
 
 
 def _head(conn: sqlite3.Connection) -> tuple[int, str]:

@@ -9,12 +9,13 @@ for drills (``drills=True``), so a drill can never pass as evidence of a real te
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from storage.connection import open_connection
 
 _JSON_FIELDS = frozenset({"alarms", "reasons", "criteria", "ups", "notes"})
 
@@ -138,11 +139,8 @@ class EvidenceStore:
     def __init__(self, path: str | Path):
         self.path = path
         # one writer (the recorder) that the runtime may call from a worker thread
-        self.conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
+        self.conn = open_connection(path, autocommit=False)
         self._lock = threading.Lock()
-        if str(path) != ":memory:":
-            self.conn.execute("PRAGMA journal_mode=WAL")  # the readings writer shares the file
-        self.conn.execute("PRAGMA busy_timeout=10000")
         self.conn.executescript("".join(_ddl(kind) for kind in _TABLES))
 
     def close(self) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evidence.auditlog import AuditLog, AuditWriteError, audited, utc_text
+from storage.connection import open_connection
 
 if TYPE_CHECKING:
     from config.load import Site
@@ -159,9 +160,7 @@ class Retention:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout=10000")
-    return conn
+    return open_connection(path)
 
 
 def _exists_old(path: Path, table: str, column: str, extra: str, cutoff: float) -> bool:

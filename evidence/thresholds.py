@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evidence.providers import iso, read_only
+from storage.connection import open_connection
 
 if TYPE_CHECKING:
     from alerts.rules import Rule
@@ -76,10 +77,7 @@ class RuleVersionStore:
     """
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = _time.time):
-        self.conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
-        if str(path) != ":memory:":
-            self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA busy_timeout=10000")
+        self.conn = open_connection(path)
         self.conn.executescript(_SCHEMA)
         self.clock = clock
 
