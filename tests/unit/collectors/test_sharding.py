@@ -14,7 +14,7 @@ from alerts.engine import AlertEngine
 from alerts.rules import load_rules
 from alerts.state import AlertStateStore
 from collectors.model import Reading
-from collectors.sharding import Shard, assignment, shard_of, shard_path, shard_site
+from collectors.sharding import POWER_CHAIN, Shard, assignment, plan_shards, shard_of, shard_path, shard_site
 from config.load import Site, load_site
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -101,14 +101,17 @@ def test_one_shard_of_one_is_the_whole_site(site: Site) -> None:
     assert shard_site(site, Shard(1, 1)) is site
 
 
-def test_sharded_site_has_no_trap_listener(tmp_path: Path) -> None:
+def test_exactly_one_shard_keeps_the_trap_listener(tmp_path: Path) -> None:
     config = tmp_path / "site.yaml"
     config.write_text(EXAMPLE.read_text().replace("{env: FACWATCH_INFLUX_TOKEN}", "{file: token}")
                       .replace("../../../config/", f"{ROOT}/config/") + "traps: {listen: '127.0.0.1:30898'}\n")
     (tmp_path / "token").write_text("t")
     site = load_site(config)
     assert site.config.traps is not None
-    assert shard_site(site, Shard(1, 2)).config.traps is None
+    for count in (2, 3):  # without rules: the shard of the power chain the evidence detectors read together
+        listening = [i for i in range(1, count + 1) if shard_site(site, Shard(i, count)).config.traps is not None]
+        [chain] = [group for group in plan_shards(site, count).groups if POWER_CHAIN in group.rules]
+        assert listening == [chain.shard(count)]
 
 
 def test_the_alert_engine_of_a_shard_ignores_the_other_shards_devices(site: Site, tmp_path: Path) -> None:
