@@ -11,11 +11,18 @@ Points used (profile names): genset ``engine.state`` (``engine.speed`` when the 
 ``ats.last_transfer.duration``; UPS ``output.source`` (RFC 1628) / ``output.status`` (PowerNet),
 ``ups.test.result``, ``battery.voltage``, ``battery.runtime``, ``battery.charge``.
 A poll tagged with a scenario makes the whole record a drill (``scenario`` set).
+
+Runs, tests and incidents in progress are saved beside the records (``evidence_detector_state``) and
+continue when facwatch restarts; the record then says so in its ``notes``. A restart gap is treated as
+a data gap: longer than ``stale_after_s`` closes the run ("no data after …"), shorter continues it
+without crediting the gap as time on load.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -24,7 +31,10 @@ from typing import Any
 
 from collectors.model import EnumState, Quality, Reading, Severity
 from config.load import Site
+from evidence.detector_state import StateError, dataclass_from, fits, known_only, mapping
 from evidence.records import EvidenceStore, GeneratorRun, PowerEvent, Record, UpsSelfTest
+
+log = logging.getLogger(__name__)
 
 NFPA110_TYPE10_S = 10.0  # NFPA 110 Type 10: the load on the emergency source within 10 s (REFERENCE.md §7.1)
 STOPPED_STATES = frozenset({"stopped", "stopped_5"})
@@ -82,6 +92,10 @@ class PlantView:
         for device in site.devices:
             self.by_class.setdefault(device.device_class, []).append(device.id)
             self.enums[device.id] = {p.name: p.enum for p in site.profile(device).points if p.enum}
+
+    def seen(self, device: str, point: str) -> bool:
+        """True if the point has reported since facwatch started, whatever its quality."""
+        return (device, point) in self.latest
 
     def state(self, device: str, point: str) -> str | None:
         """The state name of a GOOD state reading, else None."""
@@ -177,10 +191,14 @@ class _Run:
     streak: float = 0.0
     longest: float = 0.0
     alarms: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    resumed: bool = False  # restored after a restart: the next poll's interval was not watched
 
 
 class GeneratorRunDetector:
     """Follows each generator from start to stop and judges the run against the criteria."""
+
+    IN_PROGRESS = "runs"
 
     def __init__(self, plant: PlantView, criteria: GeneratorCriteria, nameplates: Mapping[str, Nameplate],
                  outage_start: Callable[[], float | None]):
@@ -270,15 +288,25 @@ class GeneratorRunDetector:
         if self.plant.state(genset, "engine.state") == "cooling_down" and run.cooling_since is None:
             run.cooling_since = ts
         load = self._load_pct(genset)
-        ats = self.plant.ats()
-        on_load = (self.plant.state(ats, "ats.position") == "generator") if ats else (load or 0.0) > 1.0
-        run.last_load, run.last_on_load, run.last_poll = load, on_load, ts
+        run.last_load, run.last_on_load, run.last_poll = load, self._on_load(run, load), ts
         if load is not None:
             run.load_max = load if run.load_max is None else max(run.load_max, load)
         self._note_alarms(genset, run, ts)
 
+    def _on_load(self, run: _Run, load: float | None) -> bool:
+        """Is the generator carrying the site's load? The ATS says; without one, the generator's own load."""
+        ats = self.plant.ats()
+        if ats is None:
+            return (load or 0.0) > 1.0
+        if not self.plant.seen(ats, "ats.position"):
+            return run.last_on_load  # not polled since a restart yet: no news is not a transfer
+        return self.plant.state(ats, "ats.position") == "generator"
+
     def _accumulate(self, run: _Run, ts: float) -> None:
         """Sample-and-hold the previous poll's load over [last poll, ts), at most max_hold_s."""
+        if run.resumed:
+            self._across_restart(run, ts)
+            return
         held = min(ts - run.last_poll, self.criteria.max_hold_s)
         if held <= 0:
             return
@@ -291,6 +319,12 @@ class GeneratorRunDetector:
             run.streak += held
             run.longest = max(run.longest, run.streak)
         if not at_min or ts - run.last_poll > held:  # below the load, or a gap in the data: the stretch ends
+            run.streak = 0.0
+
+    def _across_restart(self, run: _Run, ts: float) -> None:
+        """No load credited while nobody watched; a gap over max_hold_s breaks the stretch (a data gap's rule)."""
+        run.resumed = False
+        if ts - run.last_poll > self.criteria.max_hold_s:
             run.streak = 0.0
 
     def _load_pct(self, genset: str) -> float | None:
@@ -334,13 +368,50 @@ class GeneratorRunDetector:
             time_on_load_s=run.time_on_load, time_at_min_load_s=run.at_min, longest_at_min_load_s=run.longest,
             run_s=end - run.start, cooldown_s=_minus(end, run.cooling_since or run.unloaded_at),
             fuel_before_pct=run.fuel_before, fuel_after_pct=run.fuel_after, alarms=list(run.alarms.values()),
-            scenario=run.scenario)
+            scenario=run.scenario, notes=list(run.notes))
         return judge(record, self.criteria, nameplate, reasons)
 
     @staticmethod
     def _reference(run: _Run) -> float:
         """What time to load counts from: the mains failure in an outage, else the start signal."""
         return run.start if run.mains_lost_at is None else min(run.mains_lost_at, run.start)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The runs in progress and the last poll at rest, as JSON-ready values."""
+        runs = {genset: {**asdict(run), "alarms": list(run.alarms.values())} for genset, run in self.runs.items()}
+        return {"runs": runs, "last_stopped": dict(self.last_stopped), "fuel_at_rest": dict(self.fuel_at_rest)}
+
+    def restore(self, state: Mapping[str, Any], restarted_at: float) -> None:
+        """Continue from a snapshot (raises StateError if it does not fit; nothing is changed then)."""
+        gensets = self.plant.devices("genset")
+        runs = known_only({g: _run_from(r) for g, r in mapping(state, "runs", "Any").items()}, gensets,
+                          "generator run")
+        last_stopped = known_only(mapping(state, "last_stopped", "float"), gensets, "last stop")
+        fuel_at_rest = known_only(mapping(state, "fuel_at_rest", "float | None"), gensets, "fuel at rest")
+        for run in runs.values():
+            run.resumed = True
+            run.notes.append(f"facwatch restarted at {_utc(restarted_at)} during the run")
+        self.runs, self.last_stopped, self.fuel_at_rest = runs, last_stopped, fuel_at_rest
+
+
+def _run_from(data: Any) -> _Run:
+    if not isinstance(data, dict) or not isinstance(data.get("alarms", []), list):
+        raise StateError("generator run: not an object with a list of alarms")
+    alarms = [dataclass_from(_Alarm, a) for a in data.get("alarms", [])]
+    run = dataclass_from(_Run, {name: value for name, value in data.items() if name != "alarms"})
+    run.alarms = {(a.point, a.state): {"point": a.point, "state": a.state, "severity": a.severity, "ts": a.ts}
+                  for a in alarms}
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class _Alarm:
+    """An alarm seen during a run, as saved (checked on restore)."""
+
+    point: str
+    state: str
+    severity: str
+    ts: float
 
 
 def judge(run: GeneratorRun, criteria: GeneratorCriteria, nameplate: Nameplate,
@@ -393,16 +464,25 @@ class _Test:
     scenario: str | None
     before: dict[str, float | None]
     lowest: dict[str, float | None] = field(default_factory=dict)
+    last_poll: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
 
 _BATTERY = {"voltage": "battery.voltage", "runtime": "battery.runtime", "charge": "battery.charge"}
 
 
 class UpsSelfTestDetector:
-    """Finds battery self-tests: the test result going to in-progress and back to a result."""
+    """Finds battery self-tests: the test result going to in-progress and back to a result.
 
-    def __init__(self, plant: PlantView):
+    A test whose UPS was silent for more than ``stale_after_s`` (facwatch down, the card unreachable) ends
+    at the last poll that saw it running, with the result the UPS shows afterwards and a note.
+    """
+
+    IN_PROGRESS = "tests"
+
+    def __init__(self, plant: PlantView, stale_after_s: float = GeneratorCriteria().stale_after_s):
         self.plant = plant
+        self.stale_after_s = stale_after_s
         self.tests: dict[str, _Test] = {}
         self.previous: dict[str, dict[str, float | None]] = {}  # battery figures at the last poll
         self.last_result: dict[str, str] = {}
@@ -412,12 +492,18 @@ class UpsSelfTestDetector:
         plant = self.plant
         now = {key: plant.value(ups, point) for key, point in _BATTERY.items()}
         result = plant.state(ups, "ups.test.result")
+        testing = plant.ups_self_testing(ups)
         test = self.tests.get(ups)
         records: list[Record] = []
-        if plant.ups_self_testing(ups):
+        if test is not None and not testing and ts - test.last_poll > self.stale_after_s:
+            self.tests.pop(ups)
+            test.notes.append(f"no data after {_utc(test.last_poll)}: test end not seen")
+            records.append(_self_test(ups, test, test.last_poll, result))
+        elif testing:
             if test is None:
                 test = self.tests[ups] = _Test(ts, scenario, self.previous.get(ups, {}))
             test.scenario = _drill(scenario, test.scenario)
+            test.last_poll = ts
             _lowest(test.lowest, now)
         elif test is not None and result in TEST_RESULTS:
             test.scenario = _drill(scenario, test.scenario)
@@ -429,9 +515,26 @@ class UpsSelfTestDetector:
                                       seen_running=False))
         if result is not None:
             self.last_result[ups] = result
-        if not plant.ups_self_testing(ups):
+        if not testing:
             self.previous[ups] = now
         return records
+
+    def snapshot(self) -> dict[str, Any]:
+        """The tests in progress and each UPS's last figures, as JSON-ready values."""
+        return {"tests": {ups: asdict(test) for ups, test in self.tests.items()},
+                "previous": {ups: dict(now) for ups, now in self.previous.items()},
+                "last_result": dict(self.last_result)}
+
+    def restore(self, state: Mapping[str, Any], restarted_at: float) -> None:
+        """Continue from a snapshot (raises StateError if it does not fit; nothing is changed then)."""
+        upses = self.plant.devices("ups")
+        tests = known_only({u: dataclass_from(_Test, t) for u, t in mapping(state, "tests", "Any").items()}, upses,
+                           "UPS self-test")
+        previous = known_only(mapping(state, "previous", "dict[str, float | None]"), upses, "battery figures")
+        last_result = known_only(mapping(state, "last_result", "str"), upses, "self-test result")
+        for test in tests.values():
+            test.notes.append(f"facwatch restarted at {_utc(restarted_at)} during the test")
+        self.tests, self.previous, self.last_result = tests, previous, last_result
 
 
 def _lowest(lowest: dict[str, float | None], now: Mapping[str, float | None]) -> None:
@@ -441,15 +544,18 @@ def _lowest(lowest: dict[str, float | None], now: Mapping[str, float | None]) ->
             lowest[key] = value if old is None else min(old, value)
 
 
-def _self_test(ups: str, test: _Test, end: float, result: str, seen_running: bool = True) -> UpsSelfTest:
+def _self_test(ups: str, test: _Test, end: float, result: str | None, seen_running: bool = True) -> UpsSelfTest:
+    """The record; a result outside TEST_RESULTS (only after a gap: the end was not seen) is "unknown"."""
     before, low = test.before, test.lowest
     dip = _minus(before.get("voltage"), low.get("voltage"))
     return UpsSelfTest(
-        device=ups, start=test.start, end=end, result=TEST_RESULTS[result], vendor_result=result,
+        device=ups, start=test.start, end=end, result=TEST_RESULTS.get(result or "", "unknown"),
+        vendor_result=result or "unknown",
         seen_running=seen_running, duration_s=end - test.start, voltage_before_v=before.get("voltage"),
         voltage_min_v=low.get("voltage"), voltage_dip_v=max(dip, 0.0) if dip is not None else None,
         runtime_before_min=before.get("runtime"), runtime_min_min=low.get("runtime"),
-        charge_before_pct=before.get("charge"), charge_min_pct=low.get("charge"), scenario=test.scenario)
+        charge_before_pct=before.get("charge"), charge_min_pct=low.get("charge"), scenario=test.scenario,
+        notes=list(test.notes))
 
 
 # --- power events --------------------------------------------------------------------------------
@@ -470,10 +576,13 @@ class _Incident:
     last_poll: float = 0.0
     ups: dict[str, dict[str, Any]] = field(default_factory=dict)
     battery_since: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 class PowerEventDetector:
     """One incident from the first sign of a mains failure until everything is back (and settled)."""
+
+    IN_PROGRESS = "incident"
 
     def __init__(self, plant: PlantView, criteria: GeneratorCriteria):
         self.plant = plant
@@ -537,7 +646,7 @@ class PowerEventDetector:
     def _follow_ups(self, incident: _Incident, ups: str, ts: float) -> None:
         plant = self.plant
         stats = incident.ups.setdefault(ups, {"on_battery_s": 0.0, "lowest_runtime_min": None,
-                                              "lowest_charge_pct": None, "output_lost": False})
+                                              "lowest_charge_pct": None, "output_lost": False})  # _UPS_STATS
         since = incident.battery_since.pop(ups, None)
         if since is not None:
             stats["on_battery_s"] += ts - since
@@ -561,6 +670,7 @@ class PowerEventDetector:
         ups = incident.ups
         runtimes = [s["lowest_runtime_min"] for s in ups.values() if s["lowest_runtime_min"] is not None]
         charges = [s["lowest_charge_pct"] for s in ups.values() if s["lowest_charge_pct"] is not None]
+        notes = [*incident.notes, *notes]
         if incident.mains_lost and incident.on_generator_at is None:
             notes = [*notes, "the load never went on a generator"]
         restored = incident.mains_restored_at
@@ -575,6 +685,35 @@ class PowerEventDetector:
             retransfer_s=incident.retransfer_s, load_lost=any(s["output_lost"] for s in ups.values()),
             ups=ups, notes=notes, scenario=incident.scenario)
 
+    def snapshot(self) -> dict[str, Any]:
+        """The open incident, as JSON-ready values."""
+        return {"incident": asdict(self.incident) if self.incident is not None else None}
+
+    def restore(self, state: Mapping[str, Any], restarted_at: float) -> None:
+        """Continue from a snapshot (raises StateError if it does not fit; nothing is changed then)."""
+        saved = state.get("incident")
+        incident = dataclass_from(_Incident, saved) if saved is not None else None
+        if incident is None:
+            return
+        if not all(_ups_stats_fit(stats) for stats in incident.ups.values()):
+            raise StateError("power event: UPS figures do not fit")
+        devices = {*incident.ups, *incident.battery_since, *([incident.generator] if incident.generator else [])}
+        known = {*self.plant.devices("ups"), *self.plant.devices("genset")}
+        if devices - known:
+            log.warning("evidence: saved power event dropped: the site has no device %s any more",
+                        ", ".join(sorted(devices - known)))
+            return
+        incident.notes.append(f"facwatch restarted at {_utc(restarted_at)} during the incident")
+        self.incident = incident
+
+
+_UPS_STATS = {"on_battery_s": "float", "lowest_runtime_min": "float | None", "lowest_charge_pct": "float | None",
+              "output_lost": "bool"}
+
+
+def _ups_stats_fit(stats: Mapping[str, Any]) -> bool:
+    return set(stats) == set(_UPS_STATS) and all(fits(kind, stats[name]) for name, kind in _UPS_STATS.items())
+
 
 # --- the recorder ----------------------------------------------------------------------------------
 
@@ -583,6 +722,9 @@ class EvidenceRecorder:
 
     Example: ``recorder = EvidenceRecorder(site, store.path); recorder.observe(readings)`` returns (and
     stores) the records finished by those readings.
+
+    The detectors' state in progress is saved with the records (at most once per ``observe``/``tick``;
+    the state at rest only on ``tick`` or with a record) and restored here, so runs survive a restart.
     """
 
     def __init__(self, site: Site, store_path: str | Path, clock: Callable[[], float] = time.time, *,
@@ -593,7 +735,14 @@ class EvidenceRecorder:
         self.plant = PlantView(site)
         self.power = PowerEventDetector(self.plant, self.criteria)
         self.generators = GeneratorRunDetector(self.plant, self.criteria, dict(nameplates or {}), self.power.open_start)
-        self.self_tests = UpsSelfTestDetector(self.plant)
+        self.self_tests = UpsSelfTestDetector(self.plant, self.criteria.stale_after_s)
+        self._detectors: dict[str, GeneratorRunDetector | UpsSelfTestDetector | PowerEventDetector] = {
+            "generator_run": self.generators, "ups_self_test": self.self_tests, "power_event": self.power}
+        # detector → (the state saved, its part in progress): what the next save compares with
+        self._saved = {name: (None, _in_progress(d.snapshot(), d)) for name, d in self._detectors.items()}
+        self._unstored: list[Record] = []  # records whose transaction failed: tried again with the next one
+        self._restore()
+        self.tick()  # a restart gap longer than stale_after_s ends the run here, as a data gap would
 
     def observe(self, readings: Iterable[Reading]) -> list[Record]:
         """Feed readings (any order, grouped into polls by device and time); the records they finished."""
@@ -606,12 +755,12 @@ class EvidenceRecorder:
                 self.plant.latest[(device, reading.point)] = reading
             scenario = next((r.scenario for r in polled if r.scenario), None)
             records += self._poll(device, ts, scenario)
-        return self._store(records)
+        return self._commit(records, at_rest_too=False)
 
     def tick(self, now: float | None = None) -> list[Record]:
         """Close runs and incidents whose data stopped arriving."""
         now = self.clock() if now is None else now
-        return self._store(self.generators.tick(now) + self.power.tick(now))
+        return self._commit(self.generators.tick(now) + self.power.tick(now), at_rest_too=True)
 
     def close(self) -> None:
         """Close the store."""
@@ -630,10 +779,57 @@ class EvidenceRecorder:
             records += self.power.on_power_poll(device, ts, scenario)
         return records
 
-    def _store(self, records: list[Record]) -> list[Record]:
-        for record in records:
-            self.store.add(record)
+    def _commit(self, records: list[Record], *, at_rest_too: bool) -> list[Record]:
+        """Store the records and the states that changed in one transaction.
+
+        A state whose runs/tests/incident in progress changed is saved at once; one where only the
+        figures at rest changed (every poll of a stopped engine) waits for a tick or a record.
+        """
+        pending = [*self._unstored, *records]
+        changed = {}
+        for name, detector in self._detectors.items():
+            snapshot = detector.snapshot()
+            in_progress = _in_progress(snapshot, detector)
+            saved, saved_in_progress = self._saved[name]
+            if not (at_rest_too or pending or in_progress != saved_in_progress):
+                continue  # only figures at rest may have changed: not worth a write per poll
+            state = json.dumps(snapshot, sort_keys=True) if any(snapshot.values()) else None
+            if state != saved:
+                changed[name] = (state, in_progress)
+        if pending or changed:
+            try:
+                self.store.commit(pending, {name: state for name, (state, _) in changed.items()}, self.clock())
+            except Exception:
+                self._unstored = pending  # the state on file still has these runs open: nothing is lost
+                raise
+            self._unstored = []
+            self._saved.update(changed)
         return records
+
+    def _restore(self) -> None:
+        """Continue the runs, tests and incidents saved before a restart; drop state that does not fit."""
+        restarted_at = self.clock()
+        for name, (state, saved_at) in self.store.detector_states().items():
+            detector = self._detectors.get(name)
+            if detector is None or state is None:
+                continue
+            self._saved[name] = (state, None)  # rewritten at the first save: the notes changed
+            try:
+                detector.restore(_json_object(state), restarted_at)
+            except (StateError, ValueError) as exc:
+                log.warning("evidence: saved %s state (from %s) unreadable, starting fresh: %s", name,
+                            _utc(saved_at) if isinstance(saved_at, float) else "?", exc)
+
+
+def _in_progress(snapshot: Mapping[str, Any], detector: Any) -> str:
+    return json.dumps(snapshot[detector.IN_PROGRESS], sort_keys=True)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    state = json.loads(text)
+    if not isinstance(state, dict):
+        raise StateError(f"expected a JSON object, got {type(state).__name__}")
+    return state
 
 
 def _minus(a: float | None, b: float | None) -> float | None:

@@ -9,9 +9,10 @@ for drills (``drills=True``), so a drill can never pass as evidence of a real te
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ class GeneratorRun:
     reasons: list[str] = field(default_factory=list)  # why it failed (empty on a pass)
     criteria: dict[str, Any] = field(default_factory=dict)  # the criteria it was judged against
     scenario: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the auditor should know (e.g. facwatch restarted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class UpsSelfTest:
     charge_before_pct: float | None = None
     charge_min_pct: float | None = None
     scenario: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. facwatch restarted during the test
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +121,18 @@ class PowerEvent:
 Record = GeneratorRun | UpsSelfTest | PowerEvent
 _TABLES: dict[type, str] = {GeneratorRun: "evidence_generator_run", UpsSelfTest: "evidence_ups_self_test",
                             PowerEvent: "evidence_power_event"}
+STATE_TABLE = "evidence_detector_state"  # the detectors' runs, tests and incidents in progress
+_STATE_DDL = f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (detector TEXT PRIMARY KEY, state TEXT, saved_at REAL);\n"
 _SQL_TYPES = {"float": "REAL", "float | None": "REAL", "bool | None": "INTEGER", "bool": "INTEGER", "str": "TEXT",
               "str | None": "TEXT"}
 
 
+def _sql_column(f: Field) -> str:
+    return f"{f.name} {_SQL_TYPES.get(str(f.type), 'TEXT')}"
+
+
 def _ddl(kind: type) -> str:
-    columns = [f"{f.name} {_SQL_TYPES.get(str(f.type), 'TEXT')}" for f in fields(kind)]
+    columns = [_sql_column(f) for f in fields(kind)]
     table = _TABLES[kind]
     return (f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY AUTOINCREMENT, {', '.join(columns)});\n"
             f"CREATE INDEX IF NOT EXISTS {table}_start ON {table} (start);\n")
@@ -141,7 +150,8 @@ class EvidenceStore:
         # one writer (the recorder) that the runtime may call from a worker thread
         self.conn = open_connection(path, autocommit=False)
         self._lock = threading.Lock()
-        self.conn.executescript("".join(_ddl(kind) for kind in _TABLES))
+        self.conn.executescript("".join(_ddl(kind) for kind in _TABLES) + _STATE_DDL)
+        self._add_new_columns()
 
     def close(self) -> None:
         """Close the connection."""
@@ -149,11 +159,51 @@ class EvidenceStore:
 
     def add(self, record: Record) -> int:
         """Store one record; its row id."""
+        with self._lock, self.conn:
+            return self._insert(record)
+
+    def commit(self, records: Sequence[Record], states: Mapping[str, str | None], saved_at: float) -> None:
+        """Store records and detector states (JSON text; None deletes) in ONE transaction.
+
+        A run that ends becomes its record and leaves the in-progress state together, so a crash can
+        never leave both (a record and a run still open) or neither.
+        """
+        with self._lock, self.conn:
+            for record in records:
+                self._insert(record)
+            for detector, state in states.items():
+                if state is None:
+                    self.conn.execute(f"DELETE FROM {STATE_TABLE} WHERE detector = ?", (detector,))
+                else:
+                    self.conn.execute(f"INSERT OR REPLACE INTO {STATE_TABLE} (detector, state, saved_at) "
+                                      "VALUES (?, ?, ?)", (detector, state, saved_at))
+
+    def detector_states(self) -> dict[str, tuple[str | None, float | None]]:
+        """Every detector's saved state: detector → (JSON text, when saved)."""
+        rows = self.conn.execute(f"SELECT detector, state, saved_at FROM {STATE_TABLE}").fetchall()
+        return {detector: (state, saved_at) for detector, state, saved_at in rows}
+
+    def _insert(self, record: Record) -> int:
         table = _TABLES[type(record)]
         row = {name: _column(name, value) for name, value in asdict(record).items()}
         sql = f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+        return int(self.conn.execute(sql, tuple(row.values())).lastrowid or 0)
+
+    def _add_new_columns(self) -> None:
+        """Files made before a field was added (e.g. ``notes``) get the column; old rows read it as None."""
         with self._lock, self.conn:
-            return int(self.conn.execute(sql, tuple(row.values())).lastrowid or 0)
+            for kind, table in _TABLES.items():
+                have = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+                for f in fields(kind):
+                    if f.name not in have:
+                        self._add_column(table, f)
+
+    def _add_column(self, table: str, f: Field) -> None:
+        try:
+            self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {_sql_column(f)}")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # another process opening the file added it first
+                raise
 
     def generator_runs(self, start: float, end: float, drills: bool = False) -> list[dict[str, Any]]:
         """Generator runs that started in [start, end), oldest first; real ones, or only drills."""
