@@ -64,7 +64,7 @@ def site_yaml() -> str:
     return f"""site: {{id: bench, name: notify benchmark}}
 rooms: [{{id: plant, name: Plant}}]
 credentials:
-  v3: {{type: snmp_v3, user: facwatch, auth_protocol: sha, priv_protocol: aes128,
+  v3: {{type: snmp_v3, user: facwatch, auth_protocol: sha256, priv_protocol: aes128,
         auth_key: {{file: {SECRETS / 'snmp-auth-key'}}}, priv_key: {{file: {SECRETS / 'snmp-priv-key'}}}}}
 simulation: {{snmp_credentials: [v3], control: '127.0.0.1:{CONTROL_PORT}'}}
 devices:

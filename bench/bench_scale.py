@@ -71,9 +71,8 @@ def site_yaml(snmp: int, modbus: int, *, snmp_base: int, modbus_base: int, per_g
         "site: {id: bench-scale, name: scale benchmark}",
         "rooms: [{id: hall, name: Hall}]",
         "credentials:",
-        "  v3: {type: snmp_v3, user: facwatch, auth_protocol: sha, priv_protocol: aes128,",
-        f"       auth_key: {{file: {SECRETS / 'snmp-auth-key'}}}, priv_key: {{file: {SECRETS / 'snmp-priv-key'}}},",
-        "       security_waiver: 'benchmark agents use the demo credentials (SHA-1)'}",
+        "  v3: {type: snmp_v3, user: facwatch, auth_protocol: sha256, priv_protocol: aes128,",
+        f"       auth_key: {{file: {SECRETS / 'snmp-auth-key'}}}, priv_key: {{file: {SECRETS / 'snmp-priv-key'}}}}}",
         f"simulation: {{snmp_credentials: [v3], control: '127.0.0.1:{CONTROL_PORT}'}}",
         "devices:",
     ]

@@ -47,7 +47,7 @@ def bench_site_yaml(snmp_devices: int, modbus_devices: int, interval_s: float) -
         "site: {id: bench, name: benchmark site}",
         "rooms: [{id: hall, name: Hall}]",
         "credentials:",
-        "  v3: {type: snmp_v3, user: facwatch, auth_protocol: sha, priv_protocol: aes128,",
+        "  v3: {type: snmp_v3, user: facwatch, auth_protocol: sha256, priv_protocol: aes128,",
         f"       auth_key: {{file: {SECRETS / 'snmp-auth-key'}}}, priv_key: {{file: {SECRETS / 'snmp-priv-key'}}}}}",
         f"simulation: {{snmp_credentials: [v3], control: '127.0.0.1:{CONTROL_PORT}'}}",
         "devices:",
@@ -82,7 +82,7 @@ async def measure(workers: list[Callable[[], Awaitable[int]]], seconds: float) -
 async def bare_snmp_workers(site: Site) -> tuple[list, Callable[[], None]]:
     """A minimal pysnmp loop: the same OIDs, the same PDU sizes, pre-resolved, lookupMib=False."""
     from pysnmp.hlapi.v3arch.asyncio import (
-        USM_AUTH_HMAC96_SHA,
+        USM_AUTH_HMAC192_SHA256,
         USM_PRIV_CFB128_AES,
         ContextData,
         ObjectIdentity,
@@ -96,7 +96,7 @@ async def bare_snmp_workers(site: Site) -> tuple[list, Callable[[], None]]:
     engine = SnmpEngine()
     cred = site.credential("v3")
     auth = UsmUserData(cred.user, authKey=cred.auth_key.reveal(), privKey=cred.priv_key.reveal(),
-                       authProtocol=USM_AUTH_HMAC96_SHA, privProtocol=USM_PRIV_CFB128_AES)
+                       authProtocol=USM_AUTH_HMAC192_SHA256, privProtocol=USM_PRIV_CFB128_AES)
     workers = []
     for device in (d for d in site.devices if d.device_class == "ups"):
         target = await UdpTransportTarget.create((device.host, device.port), timeout=1.0, retries=1)

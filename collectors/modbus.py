@@ -8,15 +8,17 @@ connection serialised by a lock, coil/discrete bits come back padded to a multip
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusTcpClient, AsyncModbusTlsClient
 from pymodbus.exceptions import ModbusException
 
 from collectors.codec import CodecError, decode, registers_to_raw
+from collectors.modbus_tls import ModbusTlsFiles, VerifyingClientContext, client_context, describe_tls_error
 from collectors.model import PointSpec, PollResult, Quality, Reading, Table
 from collectors.planner import ReadBlock, plan_modbus
 from collectors.profile import DeviceProfile, ModbusOptions
@@ -52,6 +54,7 @@ class _Connection:
     client: Any
     users: int = 0
     connect_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    tls: VerifyingClientContext | None = None  # Modbus/TCP Security: remembers why a handshake failed
 
     def drop_if_unshared(self) -> None:
         """Close after a failed request so a late reply or torn frame cannot meet the next request.
@@ -67,34 +70,74 @@ class _Connection:
         async with self.connect_lock:
             if self.client.connected:
                 return True
+            if self.tls is not None:
+                self.tls.reset()
             return bool(await self.client.connect())
+
+    def connect_failure(self) -> str:
+        """Why the last connect failed, as far as we know (TLS says more than pymodbus's False)."""
+        if self.tls is None:
+            return "cannot connect"
+        if self.tls.last_failure is not None:
+            return f"TLS: {self.tls.last_failure}"
+        if self.tls.handshakes:
+            return ("TLS: the handshake did not complete in time "
+                    "(is the device serving Modbus/TCP Security on this port?)")
+        return "cannot connect (TLS)"
+
+    def tls_failure(self) -> str | None:
+        """A TLS alert or record error seen since connecting (e.g. the device refused our certificate)."""
+        if self.tls is None:
+            return None
+        if self.tls.last_failure:
+            return f"TLS: {self.tls.last_failure}"
+        if not self.tls.answered and not self.client.connected:
+            # With TLS 1.3 the server checks our certificate after the client's handshake is done;
+            # asyncio servers then drop the connection without an alert, so this is all we see.
+            return ("TLS: the device closed the connection after the handshake without answering "
+                    "(did it refuse facwatch's client certificate?)")
+        return None
 
 
 class ModbusClientPool:
-    """One AsyncModbusTcpClient per host:port, shared by every device behind it, reference-counted.
+    """One client per host:port (and TLS identity), shared by every device behind it, reference-counted.
 
     Devices behind one RTU gateway share its single TCP connection; the client's lock serialises
-    their requests, which is what the serial bus behind the gateway needs anyway.
+    their requests, which is what the serial bus behind the gateway needs anyway. A TLS device never
+    shares a plain client: the TLS settings are part of the key, so there is no plain-TCP fallback.
     """
 
-    def __init__(self, client_factory: ClientFactory = AsyncModbusTcpClient):
+    def __init__(self, client_factory: ClientFactory = AsyncModbusTcpClient,
+                 tls_client_factory: ClientFactory = AsyncModbusTlsClient):
         self._factory = client_factory
-        self._connections: dict[tuple[str, int], _Connection] = {}
+        self._tls_factory = tls_client_factory
+        self._connections: dict[tuple[str, int, ModbusTlsFiles | None], _Connection] = {}
 
-    def acquire(self, host: str, port: int, *, timeout: float, retries: int) -> _Connection:
-        """The connection to host:port (created on first use; the first user's timeout/retries apply)."""
-        key = (host, port)
+    def acquire(self, host: str, port: int, *, timeout: float, retries: int,
+                tls: ModbusTlsFiles | None = None) -> _Connection:
+        """The connection to host:port (created on first use; the first user's timeout/retries apply).
+
+        Raises ssl.SSLError / OSError if the TLS files cannot be loaded (``facwatch check`` tried them).
+        """
+        key = (host, port, tls)
         connection = self._connections.get(key)
         if connection is None:
-            # reconnect_delay=0: no background reconnect loop; the scheduler decides when to try again.
-            client = self._factory(host, port=port, timeout=timeout, retries=retries, reconnect_delay=0)
-            connection = self._connections[key] = _Connection(client)
+            connection = self._connections[key] = self._connect(host, port, timeout, retries, tls)
         connection.users += 1
         return connection
 
-    def release(self, host: str, port: int) -> None:
+    def _connect(self, host: str, port: int, timeout: float, retries: int, tls: ModbusTlsFiles | None) -> _Connection:
+        # reconnect_delay=0: no background reconnect loop; the scheduler decides when to try again.
+        if tls is None:
+            return _Connection(self._factory(host, port=port, timeout=timeout, retries=retries, reconnect_delay=0))
+        context = client_context(tls)
+        client = self._tls_factory(host, port=port, sslctx=context, timeout=timeout, retries=retries,
+                                   reconnect_delay=0)
+        return _Connection(client, tls=context)
+
+    def release(self, host: str, port: int, tls: ModbusTlsFiles | None = None) -> None:
         """Drop one user; the last one closes the TCP connection."""
-        key = (host, port)
+        key = (host, port, tls)
         connection = self._connections.get(key)
         if connection is None:
             return
@@ -103,9 +146,9 @@ class ModbusClientPool:
             del self._connections[key]
             connection.client.close()
 
-    def users(self, host: str, port: int) -> int:
+    def users(self, host: str, port: int, tls: ModbusTlsFiles | None = None) -> int:
         """How many pollers share the connection to host:port."""
-        connection = self._connections.get((host, port))
+        connection = self._connections.get((host, port, tls))
         return connection.users if connection else 0
 
 
@@ -121,13 +164,20 @@ class _Outcome:
 
 
 class ModbusPoller:
-    """Polls one Modbus TCP device (one unit id) with the profile's planned block reads."""
+    """Polls one Modbus TCP device (one unit id) with the profile's planned block reads.
+
+    With ``tls`` (the device's resolved ``modbus.tls``) it speaks Modbus/TCP Security only: a failed
+    handshake is this device's error, never a reason to try plain TCP.
+    """
 
     def __init__(self, device: Device, profile: DeviceProfile, *, pool: ModbusClientPool | None = None,
                  clock: Callable[[], float] = time.time, busy_retries: int = BUSY_RETRIES,
-                 busy_wait_s: float = BUSY_WAIT_S):
+                 busy_wait_s: float = BUSY_WAIT_S, tls: ModbusTlsFiles | None = None):
         self._device = device
+        self._tls = tls
         self._options = device.modbus or DeviceModbusOptions()
+        if self._options.tls is not None and tls is None:  # never fall back to plain TCP, not even by a wiring slip
+            raise ValueError(f"{device.id}: modbus.tls is configured but no resolved TLS files were given")
         profile_options = profile.modbus or ModbusOptions()
         unit = self._options.unit_id
         self._unit = unit if unit is not None else profile_options.default_unit_id
@@ -139,7 +189,7 @@ class ModbusPoller:
         self._clock = clock
         self._busy_retries = busy_retries
         self._busy_wait_s = busy_wait_s
-        self._where = f"{device.host}:{device.port} unit {self._unit}"
+        self._where = f"{device.host}:{device.port}{' (TLS)' if tls else ''} unit {self._unit}"
 
     @property
     def blocks(self) -> list[ReadBlock]:
@@ -149,9 +199,12 @@ class ModbusPoller:
     async def poll(self) -> PollResult:
         """Read every planned block; a device that does not answer gives an error and no readings."""
         ts = self._clock()
-        connection = self._acquire()
+        try:
+            connection = self._acquire()
+        except (ssl.SSLError, OSError) as exc:  # files changed since `facwatch check`; the password is never in it
+            return PollResult([], f"{self._where}: TLS: cannot load certificates: {describe_tls_error(exc)}", 0)
         if not await connection.ensure_connected():
-            return PollResult([], f"{self._where}: cannot connect", 0)
+            return PollResult([], f"{self._where}: {connection.connect_failure()}", 0)
         total = _Outcome()
         for index, block in enumerate(self._blocks):
             outcome = await self._read_block(connection, block, ts)
@@ -165,13 +218,14 @@ class ModbusPoller:
     async def close(self) -> None:
         """Give the shared connection back to the pool."""
         if self._connection is not None:
-            self._pool.release(self._device.host, self._device.port)
+            self._pool.release(self._device.host, self._device.port, self._tls)
             self._connection = None
 
     def _acquire(self) -> _Connection:
         if self._connection is None:
             self._connection = self._pool.acquire(self._device.host, self._device.port,
-                                                  timeout=self._options.timeout_s, retries=self._options.retries)
+                                                  timeout=self._options.timeout_s, retries=self._options.retries,
+                                                  tls=self._tls)
         return self._connection
 
     def _cut_short(self, total: _Outcome, failure: str, unread: Sequence[ReadBlock], ts: float) -> PollResult:
@@ -189,7 +243,8 @@ class ModbusPoller:
                 response = await read(block.start, count=block.count, device_id=self._unit)
             except (ModbusException, OSError) as exc:  # timeout, lost connection, undecodable frame
                 connection.drop_if_unshared()
-                return _Outcome(requests=attempt + 1, failure=f"{self._where}: {_what(block)}: {_message(exc)}")
+                why = connection.tls_failure() or _message(exc)  # e.g. the device refused our certificate
+                return _Outcome(requests=attempt + 1, failure=f"{self._where}: {_what(block)}: {why}")
             if not response.isError():
                 return self._decode_block(block, response, ts, attempt + 1)
             code = getattr(response, "exception_code", None)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from collectors.codec import decode
+from collectors.modbus_tls import ModbusTlsFiles
 from collectors.model import HEALTH_POINTS, POLL_DURATION_POINT, REACHABLE_POINT, PollResult, Reading
 from collectors.planner import plan_modbus, plan_snmp
 from config.schema import ModbusOptions, SnmpOptions
@@ -51,7 +52,7 @@ class Poller(Protocol):
         ...
 
 
-PollerFactory = Callable[["Device", "DeviceProfile", "ResolvedCredential | None"], Poller]
+PollerFactory = Callable[["Device", "DeviceProfile", "ResolvedCredential | ModbusTlsFiles | None"], Poller]
 
 
 @dataclass(slots=True)
@@ -100,22 +101,24 @@ def health_readings(device_id: str, ts: float, reachable: bool, duration: float)
             Reading(device_id, POLL_DURATION_POINT, ts, *decode(duration_spec, duration))]
 
 
-def build_poller(device: Device, profile: DeviceProfile, credential: ResolvedCredential | None,
+def build_poller(device: Device, profile: DeviceProfile, credential: ResolvedCredential | ModbusTlsFiles | None,
                  snmp_engine: Any = None) -> Poller:
     """The real poller for a device's protocol: SNMP ones share ONE engine, Modbus ones a client pool."""
     # Imported here so a Modbus-only site never loads pysnmp (and the reverse).
     if profile.protocol == "snmp":
         from collectors.snmp import SnmpPoller
 
-        return SnmpPoller(device, profile, credential, snmp_engine)
+        snmp_credential = None if isinstance(credential, ModbusTlsFiles) else credential
+        return SnmpPoller(device, profile, snmp_credential, snmp_engine)
     from collectors.modbus import ModbusPoller
 
-    return ModbusPoller(device, profile)
+    # a Modbus device's "credential" is its Modbus/TCP Security identity, if it has one
+    return ModbusPoller(device, profile, tls=credential if isinstance(credential, ModbusTlsFiles) else None)
 
 
 def make_poller(site: Site, device: Device, *, snmp_engine: Any = None) -> Poller:
     """The poller the collector would build for one device of a site."""
-    return build_poller(device, site.profile(device), site.credential(device.credential), snmp_engine)
+    return build_poller(device, site.profile(device), site.credential_for(device), snmp_engine)
 
 
 @dataclass(slots=True)
@@ -156,7 +159,7 @@ class Collector:
         try:
             for device in self._site.devices:
                 profile = self._site.profile(device)
-                poller = self._factory(device, profile, self._site.credential(device.credential))
+                poller = self._factory(device, profile, self._site.credential_for(device))
                 self._slots[device.id] = _Slot(device, poller, poll_budget(device, profile))
         except Exception:
             await self.stop()  # close what was built before the bad device

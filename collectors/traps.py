@@ -58,6 +58,7 @@ from collectors.profile import DeviceProfile, TrapSpec, load_profiles
 from collectors.snmp import AUTH_PROTOCOLS, PRIV_PROTOCOLS, to_raw
 from collectors.udp import bind_udp
 from config.load import ResolvedCommunity, ResolvedV3, Site
+from config.schema import WEAK_AUTH_PROTOCOLS
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,10 @@ class TrapReceiver:
         self.site = site
         self.host, self.port = _split_host_port(listener.listen)
         self._credentials = _trap_credentials(site, listener.credentials)
+        for name, credential in self._credentials.items():
+            if isinstance(credential, ResolvedV3) and credential.auth_protocol in WEAK_AUTH_PROTOCOLS:
+                log.warning("trap receiver: credential %s uses SHA-1 authentication, waived: %s", name,
+                            credential.security_waiver)
         self._on_readings, self._on_events, self._clock = on_readings, on_events, clock
         self._max_learned = max_learned_engines
         others = _shipped_profiles() if profiles is None else profiles

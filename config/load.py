@@ -6,17 +6,21 @@ the path inside the document (``facwatch check`` prints them).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from collectors.modbus_tls import ModbusTlsFiles
 from collectors.profile import DeviceProfile, load_profiles
+from config.modbus_tls import resolve_modbus_tls
 from config.schema import (
     Credential,
+    DashboardTls,
     Device,
     SecretRef,
     SiteConfig,
@@ -24,6 +28,7 @@ from config.schema import (
     SnmpV3Credential,
 )
 from config.secret import Secret
+from config.tls_files import TlsFiles, resolve_dashboard_tls
 from config.yamlfile import ConfigError, Problem, YamlDocument, check, line_of, load_yaml
 from storage.influx_config import InfluxConfig, InfluxConnection, resolve_influx_located
 
@@ -32,6 +37,8 @@ MAX_SECRET_BYTES = 4096  # a key file bigger than this is the wrong file (or /de
 _CREDENTIAL: TypeAdapter = TypeAdapter(Credential)
 _DEVICE: TypeAdapter = TypeAdapter(Device)
 _INFLUX: TypeAdapter = TypeAdapter(InfluxConfig)
+log = logging.getLogger(__name__)
+_DASHBOARD_TLS: TypeAdapter = TypeAdapter(DashboardTls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,9 @@ class Site:
     credentials: Mapping[str, ResolvedCredential]
     source: Path
     influx: InfluxConnection | None = None  # storage.influx with its secrets read, if configured
+    dashboard_tls: TlsFiles | None = None  # dashboard.tls checked and its key password read, if configured
+    modbus_tls: Mapping[str, ModbusTlsFiles] = field(default_factory=dict)  # by device id: modbus.tls resolved
+    warnings: tuple[Problem, ...] = ()  # allowed but worth a look (logged at load, listed by facwatch check)
 
     @property
     def devices(self) -> list[Device]:
@@ -81,6 +91,10 @@ class Site:
     def profile(self, device: Device) -> DeviceProfile:
         """The compiled profile of a device."""
         return self.profiles[device.profile]
+
+    def credential_for(self, device: Device) -> ResolvedCredential | ModbusTlsFiles | None:
+        """What a device authenticates with: its SNMP credential, or its Modbus/TCP Security files."""
+        return self.modbus_tls.get(device.id) or self.credential(device.credential)
 
     def credential(self, name: str | None) -> ResolvedCredential | None:
         """A resolved credential by name (None for devices that need none)."""
@@ -109,9 +123,17 @@ def site_from_document(doc: YamlDocument, profiles: Mapping[str, DeviceProfile] 
     problems += secret_problems
     influx, influx_problems = _resolve_influx(doc, source)
     problems += influx_problems
+    tls, tls_problems = _resolve_dashboard_tls(doc, source)
+    problems += tls_problems
+    modbus = [(i, d) for i, d in parts.devices if getattr(profiles.get(d.profile), "protocol", None) == "modbus"]
+    modbus_tls, modbus_tls_problems, warnings = resolve_modbus_tls(modbus, doc, source)
+    problems += modbus_tls_problems
     if problems or config is None:
         raise ConfigError(problems)
-    return Site(config, {d.profile: profiles[d.profile] for d in config.devices}, credentials, source, influx)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return Site(config, {d.profile: profiles[d.profile] for d in config.devices}, credentials, source, influx, tls,
+                modbus_tls=modbus_tls, warnings=tuple(warnings))
 
 
 @dataclass(frozen=True)
@@ -322,6 +344,17 @@ def _resolve_influx(doc: YamlDocument, source: Path) -> tuple[InfluxConnection |
         return None, []
     connection, located = resolve_influx_located(config, source)
     return connection, [doc.problem(("storage", "influx", *path), message) for path, message in located]
+
+
+def _resolve_dashboard_tls(doc: YamlDocument, source: Path) -> tuple[TlsFiles | None, list[Problem]]:
+    """``dashboard.tls`` checked (files, password, key matches certificate) if the section is valid on its own."""
+    dashboard = doc.data.get("dashboard") if isinstance(doc.data, dict) else None
+    raw = dashboard.get("tls") if isinstance(dashboard, dict) else None
+    config = _valid(_DASHBOARD_TLS, raw) if raw is not None else None
+    if config is None:
+        return None, []
+    files, located = resolve_dashboard_tls(config, source)
+    return files, [doc.problem(("dashboard", "tls", *path), message) for path, message in located]
 
 
 def read_secret(ref: SecretRef, source: Path, minimum: int) -> tuple[str, str | None]:

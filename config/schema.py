@@ -8,9 +8,10 @@ quote the value they reject (it may be a secret in the wrong place).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StrictBool, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, StrictBool, ValidationInfo, field_validator, model_validator
 
 # The shared field types live in config.fields (a leaf module, so storage.influx_config can use them
 # and still be embedded here); re-exported for the modules that import them from config.schema.
@@ -60,13 +61,12 @@ LatencyMs = _number(ge=0, le=10_000, unit="milliseconds")
 
 
 _AUTH_PRIV = "facwatch only speaks authPriv"
+_UNWAIVABLE = "(a security_waiver cannot allow this)"
 # SHA-1 (usmHMACSHAAuthProtocol, RFC 3414) is below the SHA-2 (RFC 7860) that facwatch asks for, but
 # HMAC-SHA-1-96 is not broken as a MAC (HMAC does not rest on collision resistance; NIST SP 800-131A
 # still allows HMAC-SHA-1) and many UPS and PDU network cards offer nothing better (e.g. APC NMC2:
-# MD5 or SHA-1). So SHA-1 is accepted with a ``security_waiver`` that says why, logged at every start.
-# While the shipped test sites still use plain ``sha``, a missing waiver is a logged warning rather
-# than a config error; set this to True once they carry waivers (see auth/ report, issue 7).
-SHA1_NEEDS_WAIVER = False
+# MD5 or SHA-1). So SHA-1 is accepted only with a ``security_waiver`` that says why (issue 7); the
+# collector logs it at every start. MD5, DES, authNoPriv and noAuthNoPriv cannot be waived.
 WEAK_AUTH_PROTOCOLS = frozenset({"sha"})
 WAIVER_MIN_LENGTH = 10  # a reason, not "ok" or "legacy"
 
@@ -76,7 +76,7 @@ class SnmpV3Credential(_Strict):
 
     Every field is required, but missing ones are validated (``validate_default``) so that the
     message can say why: pysnmp's own defaults are MD5 and DES. MD5, DES, authNoPriv and noAuthNoPriv
-    are never accepted; SHA-1 only with ``security_waiver`` (see ``SHA1_NEEDS_WAIVER``).
+    are never accepted; SHA-1 only with a ``security_waiver`` that says why.
 
     Example::
 
@@ -107,7 +107,7 @@ class SnmpV3Credential(_Strict):
         if "md5" in text:
             raise ValueError("MD5 is broken and never accepted, not even with a security_waiver; use sha256")
         if text in ("none", "noauth", "false"):
-            raise ValueError(f"SNMPv3 without authentication is not accepted ({_AUTH_PRIV}); use sha256")
+            raise ValueError(f"SNMPv3 without authentication is not accepted ({_AUTH_PRIV}); use sha256 {_UNWAIVABLE}")
         return value
 
     @field_validator("priv_protocol", mode="before")
@@ -119,7 +119,7 @@ class SnmpV3Credential(_Strict):
         if "des" in text:  # des, 3des, des3, usmDESPrivProtocol
             raise ValueError("DES is broken and never accepted, not even with a security_waiver; use aes128")
         if text in ("none", "nopriv", "false"):
-            raise ValueError(f"SNMPv3 without privacy is not accepted ({_AUTH_PRIV}); use aes128")
+            raise ValueError(f"SNMPv3 without privacy is not accepted ({_AUTH_PRIV}); use aes128 {_UNWAIVABLE}")
         return value
 
     @field_validator("auth_key", "priv_key", mode="before")
@@ -135,8 +135,8 @@ class SnmpV3Credential(_Strict):
         auth = info.data.get("auth_protocol")  # absent if itself invalid: that error is enough
         weak = auth in WEAK_AUTH_PROTOCOLS
         if value is None:
-            if weak and SHA1_NEEDS_WAIVER:
-                raise ValueError("SHA-1 (sha) is below the SHA-2 facwatch requires: use sha256, or add "
+            if weak:
+                raise ValueError("SHA-1 (sha) is below the SHA-2 facwatch requires: use sha256 (SHA-2), or add "
                                  "security_waiver: \"<why this device cannot>\"")
             return value
         if len(value.strip()) < WAIVER_MIN_LENGTH:
@@ -187,12 +187,60 @@ class SnmpOptions(_Strict):
         return "3" if value == 3 and not isinstance(value, bool) else value
 
 
+class ModbusTlsSimulator(_Strict):
+    """The simulated device's own certificate and key (demo and tests), issued by the same ``ca_file``."""
+
+    cert_file: Name  # relative to the config file
+    key_file: Name
+
+
+class ModbusTls(_Strict):
+    """Modbus/TCP Security (TLS 1.2+, normally TCP 802): the device is verified, facwatch presents a certificate.
+
+    Verification cannot be turned off. Paths are relative to the config file.
+
+    Example::
+
+        modbus:
+          tls:
+            ca_file: pki/modbus-ca.pem            # the CA that issued the device certificates
+            cert_file: pki/facwatch.pem           # facwatch's client certificate (the server checks it)
+            key_file: pki/facwatch.key
+            key_password: {env: FACWATCH_MODBUS_KEY_PASSWORD}   # only for an encrypted key
+            server_name: ats-a.dc1.example        # the name in the device certificate; default: host
+    """
+
+    ca_file: Name
+    cert_file: Name | None = None
+    key_file: Name | None = None
+    key_password: SecretRef | None = None
+    server_name: HostName | None = None
+    simulator: ModbusTlsSimulator | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _always_verified(cls, value: Any) -> Any:
+        if isinstance(value, dict) and any(key in value for key in ("verify", "insecure", "check_hostname")):
+            raise ValueError("Modbus/TCP Security always verifies the device certificate and name; "
+                             "verification cannot be turned off (remove verify/insecure/check_hostname)")
+        return value
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> ModbusTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give cert_file and key_file together (facwatch's certificate and its key), or neither")
+        if self.key_password is not None and self.key_file is None:
+            raise ValueError("key_password needs key_file")
+        return self
+
+
 class ModbusOptions(_Strict):
     """Modbus TCP polling options."""
 
     unit_id: UnitId | None = None
     timeout_s: Seconds = 1.0
     retries: Retries = 1
+    tls: ModbusTls | None = None  # Modbus/TCP Security; absent: plain Modbus TCP
 
 
 class DeviceSimulation(_Strict):
@@ -272,12 +320,54 @@ class Storage(_Strict):
     influx: InfluxConfig | None = None
 
 
+def _ip_network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError("must be an IP address or a CIDR network, e.g. 127.0.0.1 or 10.1.0.0/24") from None
+    return value
+
+
+IpNetwork = Annotated[str, AfterValidator(_ip_network)]
+HeaderName = _text(r"^[A-Za-z0-9-]{1,64}$",
+                   "must be an HTTP header name (letters, digits and -), e.g. X-Forwarded-User")
+
+
+class DashboardTls(_Strict):
+    """HTTPS served by facwatch itself (docs/deploy.md, "Direct HTTPS"); paths relative to the config file.
+
+    Example::
+
+        tls:
+          cert_file: certs/facwatch.pem      # PEM: the server certificate, then any intermediates
+          key_file: certs/facwatch-key.pem   # PEM private key, readable by facwatch only
+          key_password: {env: FACWATCH_TLS_KEY_PASSWORD}   # only for an encrypted key
+    """
+
+    cert_file: Name
+    key_file: Name
+    key_password: SecretRef | None = None
+
+
 class Dashboard(_Strict):
-    """Where the dashboard listens."""
+    """Where the dashboard listens, and how it is reached: directly over HTTPS, or behind a TLS proxy."""
 
     host: HostName = "127.0.0.1"
     port: Port = 8050
     refresh_s: RefreshInterval = 2.0
+    # reverse proxies whose X-Forwarded-For / proxy_user_header are believed (docs/deploy.md)
+    trusted_proxies: list[IpNetwork] = Field(default_factory=list)
+    proxy_user_header: HeaderName = "X-Forwarded-User"
+    tls: DashboardTls | None = None
+    # None: Secure cookies unless plain HTTP on loopback; false: accept clear-text logins (a waiver)
+    secure_cookies: StrictBool | None = None
+
+    @field_validator("secure_cookies")
+    @classmethod
+    def _secure_with_tls(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value is False and info.data.get("tls") is not None:
+            raise ValueError("with tls, session cookies are always Secure; remove secure_cookies: false")
+        return value
 
 
 class Simulation(_Strict):

@@ -62,10 +62,11 @@ def _check_unique(found: Iterable[Page]) -> None:
 
 
 def create_app(sources: DashboardSources, tz: tzinfo | None = None, *, trusted_proxies: Sequence[str] = (),
-               secure_cookies: bool = True) -> dash.Dash:
+               secure_cookies: bool = True, proxy_user_header: str = "X-Forwarded-User") -> dash.Dash:
     """A Dash app showing ``sources.site`` from ``sources.store`` (times in ``tz``, default: local zone).
 
-    ``trusted_proxies`` and ``secure_cookies`` only matter with accounts (see ``auth.web.install``).
+    ``trusted_proxies``, ``secure_cookies`` and ``proxy_user_header`` only matter with accounts (see
+    ``auth.web.install``).
     """
     model = page_model(sources.site)
     app = dash.Dash(
@@ -95,7 +96,8 @@ def create_app(sources: DashboardSources, tz: tzinfo | None = None, *, trusted_p
     if sources.auth is not None:
         app.index_string = app.index_string.replace("{%scripts%}", AUTH_RELOAD_SCRIPT + "{%scripts%}")
         web.install(app.server, sources.auth, kiosk_paths=[page.path for page in found if page.wall],
-                    kiosk_outputs=wall_outputs, trusted_proxies=trusted_proxies, secure_cookies=secure_cookies)
+                    kiosk_outputs=wall_outputs, trusted_proxies=trusted_proxies, secure_cookies=secure_cookies,
+                    proxy_user_header=proxy_user_header)
     return app
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from alerts.commands import ActionStore
 from alerts.rules import Rule
+from alerts.sharded import ShardedActions, ShardedAlertState
 from alerts.state import AlertStateStore
 from auth.service import AuthService
 from collectors.codec import DATATYPES
@@ -35,7 +36,7 @@ MAX_REASONS = 3
 
 # Worst first when sorted by rank descending. UNKNOWN ranks above INFO/OK: a state we cannot read
 # is not fine, but a known warning or critical outranks it.
-SEVERITY_RANK = {Severity.OK: 0, Severity.INFO: 1, Severity.UNKNOWN: 2, Severity.WARNING: 3, Severity.CRITICAL: 4}
+SEVERITY_RANK = {severity: severity.rank for severity in Severity}  # also by value: alert rows carry text
 
 # Profiles write units as plain ASCII (UCUM-like); operators read symbols.
 UNIT_SYMBOLS = {"degC": "°C", "degF": "°F", "degK": "K"}
@@ -59,8 +60,8 @@ class DashboardSources:
     site: Site
     store: ReadStore
     clock: Callable[[], float] = time.time
-    alerts: AlertStateStore | None = None
-    actions: ActionStore | None = None
+    alerts: AlertStateStore | ShardedAlertState | None = None  # sharded: every collector shard's file
+    actions: ActionStore | ShardedActions | None = None
     scenario_url: str | None = None
     rules: tuple[Rule, ...] | None = None
     auth: AuthService | None = None  # accounts and kiosk tokens; None = open dashboard (loopback demo)

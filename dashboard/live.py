@@ -54,6 +54,7 @@ class Snapshot:
     alerts_error: bool = False
     heartbeats_error: bool = False
     tz: tzinfo | None = None
+    unavailable_shards: tuple[str, ...] = ()  # "2/2": collector shards whose file could not be read
     # memos: a snapshot is read by many view-models in one tick; each value is worked out once
     _tiles: dict[str, TileView] = field(default_factory=dict, repr=False, compare=False)
     _values: dict[tuple[str, str], ValueView | None] = field(default_factory=dict, repr=False, compare=False)
@@ -166,7 +167,14 @@ class LiveCache(TickCache):
             heartbeats = self._guarded("heartbeats", lambda: self._locked(self.sources.actions.heartbeats))
             heartbeats_error = heartbeats is None
         return Snapshot(self.sources.site, now, self.rules, readings, alerts, heartbeats, alerts_error,
-                        heartbeats_error, self.tz)
+                        heartbeats_error, self.tz, self._unavailable_shards())
+
+    def _unavailable_shards(self) -> tuple[str, ...]:
+        """The collector shards whose SQLite file failed this tick (a sharded site's sources only)."""
+        down: set[str] = set()
+        for source in (self.sources.alerts, self.sources.actions):
+            down.update(getattr(source, "unavailable_shards", lambda: ())())
+        return tuple(sorted(down, key=lambda name: int(name.split("/")[0])))
 
     def _locked(self, read: Callable[[], T]) -> T:
         with self._db_lock:

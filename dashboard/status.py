@@ -73,10 +73,14 @@ def banner(snapshot: Snapshot) -> tuple[BannerMessage, ...]:
             beat = snapshot.heartbeats.get(component)
             if beat is not None and now - beat.at > HEARTBEAT_TIMEOUT_S:
                 messages.append(BannerMessage("down", f"{text} since {since_text(beat.at, now, tz)}"))
+        messages.extend(_shards_down(snapshot))
     elif snapshot.heartbeats_error:
         messages.append(BannerMessage("error", "HEARTBEATS UNAVAILABLE — cannot tell if facwatch is running"))
     if snapshot.alerts_error:
         messages.append(BannerMessage("error", "ALERT STATE UNAVAILABLE — alerts cannot be shown"))
+    for shard in snapshot.unavailable_shards:
+        messages.append(BannerMessage("error", f"SHARD {shard} UNAVAILABLE — its alerts and heartbeats "
+                                               "cannot be read"))
     if snapshot.readings is not None:
         newest = max((r.ts for points in snapshot.readings.values() for r in points.values()), default=None)
         limit = max((stale_after(d, snapshot.refresh_s) for d in site.devices), default=0.0)
@@ -85,6 +89,21 @@ def banner(snapshot: Snapshot) -> tuple[BannerMessage, ...]:
         elif now - newest > limit:
             messages.append(BannerMessage("stale", f"DATA STALE since {since_text(newest, now, tz)}"))
     return tuple(messages)
+
+
+def _shards_down(snapshot: Snapshot) -> list[BannerMessage]:
+    """``COLLECTOR 2/2 DOWN since 14:02`` for each shard component (``collector@2-of-2``) gone quiet."""
+    order = {component: rank for rank, (component, _) in enumerate(COMPONENTS)}
+    quiet = []
+    for name, beat in (snapshot.heartbeats or {}).items():
+        component, _, label = name.partition("@")
+        index, _, count = label.partition("-of-")
+        if component in order and index.isdigit() and count.isdigit() and snapshot.now - beat.at > HEARTBEAT_TIMEOUT_S:
+            quiet.append((order[component], int(index), int(count), beat.at))
+    words = [text for _, text in COMPONENTS]
+    return [BannerMessage("down", words[rank].replace(" DOWN", f" {index}/{count} DOWN") +
+                          f" since {since_text(at, snapshot.now, snapshot.tz)}")
+            for rank, index, count, at in sorted(quiet)]
 
 
 def alert_rows(snapshot: Snapshot) -> list[AlertRow]:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from auth.cli import add_parser as add_auth_parsers
+from collectors.modbus_certs import add_parser as add_certs_parser
 from collectors.sharding import Shard, shard_site
 from config.load import Site, load_site
 from config.yamlfile import ConfigError
@@ -97,10 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     dash.add_argument("-c", "--config", required=True, type=Path)
     dash.add_argument("--data-dir", type=Path)
     dash.add_argument("--port", type=int)
+    dash.add_argument("--shards", type=_shard_count, metavar="N",
+                      help="read the alerts and heartbeats of N collector shards (collect --shard i/N); "
+                           "default: the shard files found next to the store, else none")
     dash.set_defaults(handler=cmd_dashboard)
     add_evidence_parser(sub)
     add_drill_parser(sub)
     add_auth_parsers(sub)
+    add_certs_parser(sub)
     return parser
 
 
@@ -168,6 +173,14 @@ def _metrics_option(parser: argparse.ArgumentParser) -> None:
                         help="serve Prometheus /metrics on this address, e.g. 127.0.0.1:9464 (default: off)")
 
 
+def _shard_count(text: str) -> int:
+    """``--shards N``: how many collector shards the dashboard reads."""
+    try:
+        return Shard(1, int(text)).count
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--shards takes a number of shards, e.g. 2 ({exc})") from exc
+
+
 def _shard(text: str) -> Shard:
     try:
         return Shard.parse(text)
@@ -226,7 +239,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not _dashboard_allowed(site, args.data_dir):
         return 2
     port = args.port or site.config.dashboard.port
-    print(f"facwatch demo: open http://{site.config.dashboard.host}:{port}/  (Ctrl-C to stop)", flush=True)
+    scheme = "https" if site.dashboard_tls is not None else "http"
+    print(f"facwatch demo: open {scheme}://{site.config.dashboard.host}:{port}/  (Ctrl-C to stop)", flush=True)
     asyncio.run(run_site(site, simulate=True, dashboard=True, data_dir=args.data_dir, port=port,
                          time_scale=args.time_scale, scenario=args.scenario, notify=args.notify))
     return 0
@@ -499,16 +513,18 @@ def _http(url: str, post: bool) -> tuple[int, dict]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``facwatch run`` and ``facwatch collect``: collectors + store (+ dashboard)."""
+    from alerts.rules import load_rules
     from facwatch.runtime import run_site
 
     shard: Shard = getattr(args, "shard", Shard(1, 1))
-    site = shard_site(load_site(args.config), shard)
+    whole = load_site(args.config)
+    site = shard_site(whole, shard, load_rules() if shard.count > 1 else ())  # rules that combine devices
     data_dir = args.data_dir / f"shard-{shard.label}" if args.data_dir and shard.count > 1 else args.data_dir
     if not args.no_dashboard and not _dashboard_allowed(site, data_dir):
         return 2
     asyncio.run(run_site(site, simulate=False, dashboard=not args.no_dashboard, data_dir=data_dir,
                          notify=args.notify, change_by=args.change_by, change_reason=args.change_reason,
-                         metrics_listen=args.metrics, shard=f"{shard.index}/{shard.count}"))
+                         metrics_listen=args.metrics, shard=f"{shard.index}/{shard.count}", whole_site=whole))
     return 0
 
 
@@ -519,18 +535,46 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     site = load_site(args.config)
     if not _dashboard_allowed(site, args.data_dir):
         return 2
+    try:
+        shards = _dashboard_shards(site, args.data_dir, getattr(args, "shards", None))
+    except ValueError as exc:
+        print(f"facwatch: not starting the dashboard: {exc}", file=sys.stderr)
+        return 2
     store = open_store(site, args.data_dir)
     readings = open_reading_store(site, store, send=False)  # every shard's readings, with storage.influx
-    web = start_dashboard(site, store, port=args.port, readings=readings)
-    print(f"dashboard on http://{site.config.dashboard.host}:{args.port or site.config.dashboard.port}/", flush=True)
+    alerts = actions = None
+    if shards is not None:
+        from alerts.sharded import ShardedActions, ShardedAlertState
+
+        alerts = ShardedAlertState(shards)
+        actions = ShardedActions(shards, alerts)
+    web = start_dashboard(site, store, port=args.port, readings=readings, alerts=alerts, actions=actions)
+    print(f"dashboard on {web.url}", flush=True)
     try:
         asyncio.run(wait_for_signal())
     finally:
         web.stop()
         if readings is not store:
             readings.close()
+        if shards is not None:
+            shards.close()
         store.close()
     return 0
+
+
+def _dashboard_shards(site: Site, data_dir: Path | None, count: int | None):
+    """The collector shards' files the dashboard reads alerts from (None: an unsharded site); printed."""
+    from alerts.sharded import ShardSet, discover_shard_count, shard_files
+
+    if count is None:
+        count = discover_shard_count(site.storage_path(), data_dir)  # ValueError when ambiguous
+    if count is None or count == 1:
+        return None
+    paths = shard_files(site.storage_path(), data_dir, count)
+    for shard, path in paths.items():
+        print(f"dashboard: shard {shard.index}/{shard.count} alerts and heartbeats from {path}"
+              + ("" if path.is_file() else " (missing: shown as unavailable)"), flush=True)
+    return ShardSet.open(paths)
 
 
 def _dashboard_allowed(site: Site, data_dir: Path | None) -> bool:
@@ -542,12 +586,14 @@ def _dashboard_allowed(site: Site, data_dir: Path | None) -> bool:
     path = store_path(site, data_dir)
     try:
         access = web_access(count_users(path), cfg.host, WebSecurity(
-            tuple(getattr(cfg, "trusted_proxies", None) or ()), getattr(cfg, "secure_cookies", None)))
+            tuple(cfg.trusted_proxies), cfg.secure_cookies, tls=site.dashboard_tls is not None))
     except (ServeRefused, ValueError) as exc:
         print(f"facwatch: not starting the dashboard: {exc}", file=sys.stderr)
         return False
     if access.accounts:
         print("dashboard: accounts on (sign in; wall screens use kiosk tokens)", flush=True)
+    if site.dashboard_tls is not None:
+        print(f"dashboard: HTTPS with {site.dashboard_tls.cert_file}", flush=True)
     return True
 
 

@@ -139,10 +139,15 @@ class _Events:
 
 @dataclass
 class DashboardThread:
-    """The dashboard served by waitress on a thread beside the collectors."""
+    """The dashboard served by waitress (or cheroot for HTTPS) on a thread beside the collectors."""
 
     server: object
     thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        """Where a browser finds it (https:// with dashboard.tls)."""
+        return str(self.server.url)  # type: ignore[attr-defined]
 
     def stop(self) -> None:
         """Close the listening socket and wait for the thread."""
@@ -167,10 +172,11 @@ def open_store(site: Site, data_dir: Path | None = None) -> SqliteStore:
     return SqliteStore(path, retention_days=site.config.storage.retention_days)
 
 
-def open_reading_store(site: Site, store: SqliteStore, *, send: bool = True):
+def open_reading_store(site: Site, store: SqliteStore, *, send: bool = True, tags_from: Site | None = None):
     """Where readings go: InfluxDB when ``storage.influx`` is set (events stay in ``store``), else ``store``.
 
     ``send=False`` (the dashboard): read only, with a spool file of its own that nothing is written to.
+    ``tags_from``: the whole site, for a shard that also writes other shards' devices (their trap readings).
     """
     if site.influx is None:
         return store
@@ -179,14 +185,15 @@ def open_reading_store(site: Site, store: SqliteStore, *, send: bool = True):
     connection = site.influx if send else replace(
         site.influx, spool_path=site.influx.spool_path.with_suffix(".dashboard.db"))
     connection.spool_path.parent.mkdir(parents=True, exist_ok=True)
-    return InfluxStore(connection, device_tags(site.config), site=site.config.site.id, event_store=store,
-                       start=send)
+    tags = device_tags((tags_from or site).config)
+    return InfluxStore(connection, tags, site=site.config.site.id, event_store=store, start=send)
 
 
 def start_dashboard(site: Site, store: SqliteStore, host: str | None = None,
                     port: int | None = None, simulate: bool = False, *, trusted_proxies: Sequence[str] = (),
-                    secure_cookies: bool | None = None, readings=None) -> DashboardThread:
-    """Build the Dash app and serve it with waitress on a background thread.
+                    secure_cookies: bool | None = None, readings=None, alerts=None,
+                    actions=None) -> DashboardThread:
+    """Build the Dash app and serve it on a background thread (waitress; cheroot for HTTPS with dashboard.tls).
 
     Accounts are on when the store has users (sessions, roles, kiosk tokens; auth actions in the
     hash-chained audit log); without users the dashboard is open and may only listen on loopback
@@ -199,16 +206,20 @@ def start_dashboard(site: Site, store: SqliteStore, host: str | None = None,
 
     cfg = site.config.dashboard
     host = host or cfg.host
-    # dashboard.trusted_proxies / dashboard.secure_cookies in the site file, once the schema has them
-    proxies = tuple(trusted_proxies) or tuple(getattr(cfg, "trusted_proxies", None) or ())
-    secure = secure_cookies if secure_cookies is not None else getattr(cfg, "secure_cookies", None)
-    access = web_access(count_users(store.path), host, WebSecurity(proxies, secure))
+    proxies = tuple(trusted_proxies) or tuple(cfg.trusted_proxies)
+    secure = secure_cookies if secure_cookies is not None else cfg.secure_cookies
+    tls = site.dashboard_tls
+    access = web_access(count_users(store.path), host, WebSecurity(proxies, secure, tls=tls is not None))
     auth = _auth_service(store.path) if access.accounts else None
     scenario_url = f"http://{site.config.simulation.control}/scenarios" if simulate else None
-    app = create_app(DashboardSources(site=site, store=readings or store, alerts=AlertStateStore(store.path),
-                                      actions=ActionStore(store.path), scenario_url=scenario_url, auth=auth),
-                     trusted_proxies=access.trusted_proxies, secure_cookies=access.secure_cookies)
-    server = make_server(app, host, port or cfg.port)
+    # alerts/actions: a sharded site's ShardedAlertState/ShardedActions; else the store file's own
+    app = create_app(DashboardSources(site=site, store=readings or store,
+                                      alerts=alerts or AlertStateStore(store.path),
+                                      actions=actions or ActionStore(store.path), scenario_url=scenario_url,
+                                      auth=auth),
+                     trusted_proxies=access.trusted_proxies, secure_cookies=access.secure_cookies,
+                     proxy_user_header=cfg.proxy_user_header)
+    server = make_server(app, host, port or cfg.port, tls=tls)
     if auth is None:
         log.warning("dashboard WITHOUT accounts on %s: open to every user of this machine "
                     "(facwatch users add NAME --role admin turns accounts on)", host)
@@ -571,15 +582,18 @@ async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Pat
                    port: int | None = None, time_scale: float | None = None, scenario: str | None = None,
                    notify: Path | None = None, change_by: str | None = None,
                    change_reason: str | None = None, metrics_listen: str | None = None,
-                   shard: str = "1/1") -> None:
+                   shard: str = "1/1", whole_site: Site | None = None) -> None:
     """Collectors + store + alerts (+ simulators for the demo) (+ dashboard), until SIGINT/SIGTERM.
 
     ``change_by`` / ``change_reason``: who changed the rules since the last start and why (see Alerting).
+    ``whole_site``: the unsharded site when ``site`` is one shard of it; a shard with the trap listener
+    attributes and stores traps of every device (collectors/sharding.py).
     """
     from facwatch.metrics import CollectorMetrics, start_metrics_server
 
+    whole = whole_site or site
     store = open_store(site, data_dir)
-    readings = open_reading_store(site, store)  # InfluxDB with storage.influx, else the SQLite store
+    readings = open_reading_store(site, store, tags_from=whole)  # InfluxDB with storage.influx, else SQLite
     pruning = retention(site, store)
     writer = ReadingWriter(readings, heartbeat=collector_heartbeat(store.path), retention=pruning)
     alerting = Alerting(site, store.path, notify, change_by=change_by, change_reason=change_reason)
@@ -603,10 +617,9 @@ async def run_site(site: Site, *, simulate: bool, dashboard: bool, data_dir: Pat
             evidence_task = asyncio.create_task(evidence_ticks(evidence), name="evidence")
             stack.push_async_callback(_cancel, evidence_task)
             if site.config.traps is not None:
-                await stack.enter_async_context(trap_receiver(site, sink, event_sink))
+                await stack.enter_async_context(trap_receiver(whole, sink, event_sink))
             if web is not None:
-                cfg = site.config.dashboard
-                log.info("dashboard on http://%s:%d/", cfg.host, port or cfg.port)
+                log.info("dashboard on %s", web.url)
             await run_collectors(site, sink, metrics=metrics)
     finally:
         if metrics_server is not None:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections.abc import Iterable, Mapping
 from functools import partial
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusTcpServer, ModbusTlsServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from collectors import codec
@@ -117,7 +118,8 @@ class ModbusGateway:
     """One Modbus TCP endpoint serving several unit ids (devices sharing host:port)."""
 
     def __init__(self, host: str, port: int, units: Mapping[int, DeviceProfile], *,
-                 latency_ms: tuple[float, float] | None = None, rng: random.Random | None = None):
+                 latency_ms: tuple[float, float] | None = None, rng: random.Random | None = None,
+                 sslctx: ssl.SSLContext | None = None):
         if not host:
             raise ValueError("bind to an explicit host; '' would listen on every interface")
         if not units:
@@ -132,6 +134,8 @@ class ModbusGateway:
         # answer each client request after a delay drawn from [low, high] ms (a real gateway polls its RTU bus)
         self.latency_ms = latency_ms
         self._rng = rng or random.Random()
+        # Modbus/TCP Security: a server context that requires a client certificate (collectors.modbus_tls)
+        self.sslctx = sslctx
 
     @property
     def running(self) -> bool:
@@ -145,7 +149,10 @@ class ModbusGateway:
         devices = [self._sim_device(unit, profile) for unit, profile in self.units.items()]
         if CATCH_ALL_UNIT not in self.units:
             devices.append(self._catch_all())
-        server = ModbusTcpServer(devices, address=(self.host, self.port))
+        if self.sslctx is not None:
+            server: ModbusTcpServer = ModbusTlsServer(devices, address=(self.host, self.port), sslctx=self.sslctx)
+        else:
+            server = ModbusTcpServer(devices, address=(self.host, self.port))
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:  # pymodbus hides the OSError; say which address failed

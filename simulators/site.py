@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from collectors import codec
+from collectors.modbus_tls import server_context
 from collectors.model import PointSpec
 from collectors.profile import DeviceProfile
 from config.load import ResolvedCredential, Site
@@ -178,7 +180,12 @@ class SiteSimulator:
                 # one gateway per host:port: the first device's latency setting speaks for the gateway
                 self._gateways[(device.host, device.port)] = ModbusGateway(
                     device.host, device.port, self._units_behind(device.host, device.port),
-                    latency_ms=device.simulation.latency_ms)
+                    latency_ms=device.simulation.latency_ms, sslctx=self._modbus_tls(device))
+
+    def _modbus_tls(self, device: Device) -> ssl.SSLContext | None:
+        """The server side of a Modbus/TCP Security device (the config makes devices behind one port agree)."""
+        files = self.site.modbus_tls.get(device.id)
+        return server_context(files) if files is not None else None
 
     def _units_behind(self, host: str, port: int) -> dict[int, DeviceProfile]:
         """Devices sharing one host:port are one RTU gateway, told apart by unit id."""
@@ -334,6 +341,8 @@ class SiteSimulator:
                 row["snmp_credentials"] = self._snmp_credential_names(device)
             else:
                 row["unit_id"] = sim.unit_id
+                if device.id in self.site.modbus_tls:
+                    row["tls"] = True  # Modbus/TCP Security
             rows.append(row)
         return rows
 

@@ -8,13 +8,11 @@ time (``time.time()``) at which something arrived, so tests can compare it with 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import email
 import email.message
 import email.policy
 import hashlib
 import hmac
-import ipaddress
 import json
 import ssl
 import threading
@@ -27,30 +25,7 @@ from typing import Any
 
 from alerts.notifiers.webhook import SIGNATURE_HEADER
 from tests.peers import PeerProcess, require, wait_for_tcp
-
-
-def make_cert(directory: Path, stem: str = "smtp") -> tuple[Path, Path]:
-    """A self-signed, CA-flagged certificate for 127.0.0.1 and its key, written to ``directory``."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
+from tests.tlscerts import make_pki
 
 # --- webhook: http.server in a thread, verifying the HMAC ------------------------------------------------
 
@@ -145,14 +120,13 @@ class MailReceiver:
 
 @contextlib.contextmanager
 def smtp_receiver(directory: Path, port: int, password: str) -> Iterator[tuple[MailReceiver, Path]]:
-    """aiosmtpd that insists on STARTTLS and login ``facwatch``/``password``; yields it and its certificate."""
+    """aiosmtpd that insists on STARTTLS and login ``facwatch``/``password``; yields it and the CA to trust."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = make_cert(directory)
+    pki = make_pki(directory)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(pki.cert_file, pki.key_file)
     sink = MailReceiver()
 
     def authenticator(server, session, envelope, mechanism, auth_data):
@@ -163,7 +137,7 @@ def smtp_receiver(directory: Path, port: int, password: str) -> Iterator[tuple[M
                             authenticator=authenticator, auth_required=True)
     controller.start()
     try:
-        yield sink, cert
+        yield sink, pki.ca_file
     finally:
         controller.stop()
 

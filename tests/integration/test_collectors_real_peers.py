@@ -46,7 +46,7 @@ COMMUNITY = "canary-community"
 SNMPD_CONF = f"""
 smuxsocket 127.0.0.1:{SNMPD_SMUX_PORT}
 rocommunity {COMMUNITY} 127.0.0.1
-createUser facwatch SHA "{AUTH_KEY}" AES "{PRIV_KEY}"
+createUser facwatch SHA-256 "{AUTH_KEY}" AES "{PRIV_KEY}"
 createUser facwatch256 SHA-256 "{AUTH_KEY}" AES-256 "{PRIV_KEY}"
 createUser facwatchmix SHA "{AUTH_KEY}" AES-256 "{PRIV_KEY}"
 rouser facwatch priv
@@ -72,15 +72,16 @@ PROFILES = {pid: load_profile(PROFILE_DIR / f"{pid}.yaml", pid)
 
 CREDENTIALS = {
     "public": {"type": "snmp_community", "community": {"file": "secrets/community"}, "insecure": True},
-    "v3": {"type": "snmp_v3", "user": "facwatch", "auth_protocol": "sha", "auth_key": {"file": "secrets/auth"},
+    "v3": {"type": "snmp_v3", "user": "facwatch", "auth_protocol": "sha256", "auth_key": {"file": "secrets/auth"},
            "priv_protocol": "aes128", "priv_key": {"file": "secrets/priv"}},
     "v3-strong": {"type": "snmp_v3", "user": "facwatch256", "auth_protocol": "sha256",
                   "auth_key": {"file": "secrets/auth"}, "priv_protocol": "aes256",
                   "priv_key": {"file": "secrets/priv"}},
+    # SHA-1 on purpose: proves a device that cannot do SHA-2 still works once waived
     "v3-mixed": {"type": "snmp_v3", "user": "facwatchmix", "auth_protocol": "sha",
                  "auth_key": {"file": "secrets/auth"}, "priv_protocol": "aes256",
-                 "priv_key": {"file": "secrets/priv"}},
-    "v3-wrong": {"type": "snmp_v3", "user": "facwatch", "auth_protocol": "sha",
+                 "priv_key": {"file": "secrets/priv"}, "security_waiver": "test peer: SHA-1 with AES-256 interop"},
+    "v3-wrong": {"type": "snmp_v3", "user": "facwatch", "auth_protocol": "sha256",
                  "auth_key": {"file": "secrets/wrong-auth"}, "priv_protocol": "aes128",
                  "priv_key": {"file": "secrets/priv"}},
 }
@@ -253,9 +254,12 @@ async def test_snmp_poller_decodes_a_real_agent(snmpd, engine, tmp_path, credent
     assert readings["ups.test.result"].quality is Quality.MISSING
 
 
-async def test_sha1_with_aes256_interoperates_with_net_snmp(snmpd, engine, tmp_path):
+async def test_waived_sha1_with_aes256_interoperates_with_net_snmp(snmpd, engine, tmp_path, caplog):
     site = write_site(tmp_path, ups("ups-a", credential="v3-mixed"))
-    assert (await snmp_poll(site, engine, "ups-a")).error is None
+    with caplog.at_level(logging.WARNING, logger="collectors.snmp"):
+        assert (await snmp_poll(site, engine, "ups-a")).error is None
+    assert "credential v3-mixed): SHA-1 authentication, waived: test peer: SHA-1 with AES-256" in caplog.text
+    assert AUTH_KEY not in caplog.text and PRIV_KEY not in caplog.text
 
 
 async def test_wrong_v3_key_is_unreachable_with_a_clear_error(snmpd, engine, tmp_path, caplog):

@@ -62,7 +62,7 @@ def one_device_site(tmp_path: Path, profile_id: str):
 site: {{id: t, name: T}}
 rooms: [{{id: r, name: R}}]
 credentials:
-  v3: {{type: snmp_v3, user: facwatch, auth_protocol: sha, priv_protocol: aes128,
+  v3: {{type: snmp_v3, user: facwatch, auth_protocol: sha256, priv_protocol: aes128,
         auth_key: {{file: {SECRETS / 'snmp-auth-key'}}}, priv_key: {{file: {SECRETS / 'snmp-priv-key'}}}}}
   public: {{type: snmp_community, community: {{file: {SECRETS / 'snmp-community'}}}, insecure: true}}
 simulation: {{snmp_credentials: [v3, public], control: '127.0.0.1:28099'}}

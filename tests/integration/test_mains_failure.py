@@ -34,7 +34,7 @@ def power_site(tmp_path: Path):
 site: {{id: t, name: T}}
 rooms: [{{id: plant, name: Plant}}, {{id: dh1, name: Hall}}]
 credentials:
-  v3: {{type: snmp_v3, user: facwatch, auth_protocol: sha, priv_protocol: aes128,
+  v3: {{type: snmp_v3, user: facwatch, auth_protocol: sha256, priv_protocol: aes128,
         auth_key: {{file: {SECRETS / 'snmp-auth-key'}}}, priv_key: {{file: {SECRETS / 'snmp-priv-key'}}}}}
 simulation: {{snmp_credentials: [v3], control: '127.0.0.1:28399'}}
 devices:

@@ -16,7 +16,8 @@ from alerts.notifiers.webhook import WebhookNotifier
 from alerts.outbox import Deliverer, Outbox
 from collectors.model import Severity
 from config.secret import Secret
-from tests.receivers import MailReceiver, WebhookReceiver, alertmanager_peer, am_alerts, make_cert, smtp_receiver
+from tests.receivers import MailReceiver, WebhookReceiver, alertmanager_peer, am_alerts, smtp_receiver
+from tests.tlscerts import make_pki
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +71,7 @@ async def test_email_arrives_over_verified_starttls_with_login(smtp_server, capl
 
 
 async def test_email_to_a_server_with_an_untrusted_certificate_fails_retryably(smtp_server, tmp_path):
-    (tmp_path / "other").mkdir()
-    other_ca, _ = make_cert(tmp_path / "other")  # a different CA: verification must fail, never fall back
+    other_ca = make_pki(tmp_path / "other").ca_file  # a different CA: verification must fail, never fall back
     notifier = EmailNotifier("127.0.0.1", SMTP_PORT, "facwatch@example.org", ["oncall@example.org"],
                              username="facwatch", password=Secret(PASSWORD), ca_file=str(other_ca))
     with pytest.raises(DeliveryError) as caught:

@@ -50,7 +50,7 @@ REGISTER = re.compile(r"^\[(\d+)\]:\s+(\S+)(?:\s+\((-?\d+)\))?")
 
 
 ALL_PAIRS = [(auth, priv) for auth in NET_SNMP_AUTH for priv in NET_SNMP_PRIV]
-DEFAULT_PAIRS = [("sha", "aes128"), ("sha512", "aes256")]  # USM key localisation is slow: few users by default
+DEFAULT_PAIRS = [("sha256", "aes128"), ("sha512", "aes256")]  # USM key localisation is slow: few users by default
 
 
 def credential_yaml(secrets: Path, pairs: list[tuple[str, str]]) -> str:
@@ -60,6 +60,8 @@ def credential_yaml(secrets: Path, pairs: list[tuple[str, str]]) -> str:
         lines += [f"  v3-{auth}-{priv}:", "    type: snmp_v3", f"    user: fw-{auth}-{priv}",
                       f"    auth_protocol: {auth}", f"    auth_key: {{file: {secrets / 'auth'}}}",
                   f"    priv_protocol: {priv}", f"    priv_key: {{file: {secrets / 'priv'}}}"]
+        if auth == "sha":  # SHA-1 is in the interop matrix on purpose; facwatch needs it waived
+            lines.append('    security_waiver: "interop test: net-snmp clients with SHA-1"')
     lines += ["  public:", "    type: snmp_community", f"    community: {{file: {secrets / 'community'}}}",
               "    insecure: true"]
     return "\n".join(lines)
@@ -80,7 +82,7 @@ credentials:
 {credential_yaml(secrets, pairs)}
 devices:
   - {{id: {UPS}, class: ups, profile: ups/ietf_rfc1628, room: r1, host: {HOST}, port: {SNMP_PORT},
-     credential: v3-sha-aes128,
+     credential: v3-sha256-aes128,
      simulation: {{rated_power_w: 40000, load_fraction: 0.5, runtime_full_load_min: 10, noise: 0}}}}
   - {{id: th-1, class: thsensor, profile: thsensor/generic_xymd02, room: r1, host: {HOST}, port: {MODBUS_PORT},
      modbus: {{unit_id: 1}}, simulation: {{temperature_c: 21.5, humidity_pct: 45, noise: 0}}}}
@@ -144,7 +146,7 @@ def v2c(community: str = COMMUNITY) -> list[str]:
     return ["-v2c", "-c", community]
 
 
-def v3(auth: str = "sha", priv: str = "aes128", auth_key: str = AUTH_KEY, priv_key: str = PRIV_KEY,
+def v3(auth: str = "sha256", priv: str = "aes128", auth_key: str = AUTH_KEY, priv_key: str = PRIV_KEY,
        user: str | None = None) -> list[str]:
     return ["-v3", "-l", "authPriv", "-u", user or f"fw-{auth}-{priv}", "-a", NET_SNMP_AUTH[auth], "-A", auth_key,
             "-x", NET_SNMP_PRIV[priv], "-X", priv_key]

@@ -90,10 +90,10 @@ def test_snmp_version_written_as_a_bare_number_is_accepted(profiles: dict[str, D
         ("port: 16161", "port: true", ":34: devices[0].port: must be an integer 1–65535"),
         ("port: 16161", 'port: "16161"', ":34: devices[0].port: must be an integer 1–65535"),
         ("port: 16161", "port: 16161.0", ":34: devices[0].port: must be an integer 1–65535"),
-        ("auth_protocol: sha", "auth_protocol: MD5", ":15: credentials.demo-v3.auth_protocol: MD5 is broken"),
-        ("auth_protocol: sha", "auth_protocol: usmHMACMD5AuthProtocol", "MD5 is broken and never accepted"),
-        ("auth_protocol: sha", "auth_protocol: none", "SNMPv3 without authentication is not accepted"),
-        ("auth_protocol: sha", "auth_protocol: sha1", "auth_protocol: must be one of 'sha', 'sha224'"),
+        ("auth_protocol: sha256", "auth_protocol: MD5", ":15: credentials.demo-v3.auth_protocol: MD5 is broken"),
+        ("auth_protocol: sha256", "auth_protocol: usmHMACMD5AuthProtocol", "MD5 is broken and never accepted"),
+        ("auth_protocol: sha256", "auth_protocol: none", "SNMPv3 without authentication is not accepted"),
+        ("auth_protocol: sha256", "auth_protocol: sha1", "auth_protocol: must be one of 'sha', 'sha224'"),
         ("priv_protocol: aes128", "priv_protocol: 3des", ":17: credentials.demo-v3.priv_protocol: DES is broken"),
         ("insecure: true", "insecure: 1", ":25: credentials.demo-public.insecure: must be true or false"),
         ("poll_interval_s: 2", "poll_interval_s: .inf", "devices[0].poll_interval_s: must be a number of seconds"),
@@ -112,7 +112,7 @@ def test_bad_value_gets_a_located_operator_message(
 
 
 def test_broken_credential_is_not_also_reported_as_missing(profiles: dict[str, DeviceProfile]) -> None:
-    message = demo_variant_error(profiles, "auth_protocol: sha", "auth_protocol: md5")
+    message = demo_variant_error(profiles, "auth_protocol: sha256", "auth_protocol: md5")
 
     assert "MD5 is broken" in message
     assert "no credential" not in message

@@ -75,20 +75,26 @@ def test_sha1_with_a_waiver_loads_and_is_logged_at_start(tmp_path: Path, profile
     assert AUTH_CANARY not in caplog.text and PRIV_CANARY not in caplog.text
 
 
-def test_sha1_without_a_waiver_is_a_warning_today(tmp_path: Path, profiles) -> None:
-    site = load_site(site_file(tmp_path, "sha"), profiles)
-    [note] = security_notes(site.device("ups"), site.credential("v3"))
-    assert "SHA-1 authentication without a security_waiver" in note
+def test_a_trap_credential_with_a_sha1_waiver_is_logged_when_the_listener_is_built(
+        tmp_path: Path, profiles, caplog: pytest.LogCaptureFixture) -> None:
+    from collectors.traps import TrapReceiver
+
+    path = site_file(tmp_path, "sha", "APC NMC2 firmware offers MD5 or SHA-1 only")
+    path.write_text(path.read_text() + "traps: {listen: '127.0.0.1:31399', credentials: [v3]}\n")
+    site = load_site(path, profiles)
+    with caplog.at_level(logging.WARNING, logger="collectors.traps"):
+        TrapReceiver(site, lambda readings: None, lambda events: None, profiles={})
+    assert "trap receiver: credential v3 uses SHA-1 authentication, waived: APC NMC2 firmware" in caplog.text
+    assert AUTH_CANARY not in caplog.text and PRIV_CANARY not in caplog.text
 
 
-def test_sha1_without_a_waiver_is_refused_in_strict_mode(tmp_path: Path, profiles,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(schema, "SHA1_NEEDS_WAIVER", True)
+def test_sha1_without_a_waiver_is_a_config_error_that_says_what_to_do(tmp_path: Path, profiles) -> None:
     path = site_file(tmp_path, "sha")
     with pytest.raises(ConfigError) as caught:
         load_site(path, profiles)
-    assert str(caught.value).startswith(f"{path}:")
-    assert "credentials.v3.security_waiver: SHA-1 (sha) is below the SHA-2 facwatch requires" in str(caught.value)
+    [line] = str(caught.value).splitlines()
+    assert line.startswith(f"{path}:4: credentials.v3.security_waiver: SHA-1 (sha) is below the SHA-2"), line
+    assert 'use sha256 (SHA-2), or add security_waiver: "<why this device cannot>"' in line
     assert load_site(site_file(tmp_path, "sha", "UPS card offers SHA-1 at most"), profiles)
 
 
