@@ -32,7 +32,7 @@ from typing import TypeVar
 from alerts.commands import ActionStore, Command, Heartbeat, SilenceKind, SilenceRecord
 from alerts.model import Alert, AlertState
 from alerts.state import AlertStateStore
-from collectors.sharding import Shard, shard_path
+from collectors.sharding import Shard, shard_data_dir, shard_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,7 +56,7 @@ def shard_files(storage_path: Path, data_dir: Path | None, count: int) -> dict[S
     """Where ``collect --shard i/count`` keeps its file, for every i (as cmd_run places them)."""
     shards = [Shard(index, count) for index in range(1, count + 1)]
     if data_dir is not None:
-        return {shard: data_dir / f"shard-{shard.label}" / "facwatch.db" for shard in shards}
+        return {shard: shard_data_dir(data_dir, shard) / "facwatch.db" for shard in shards}
     return {shard: shard_path(storage_path, shard) for shard in shards}
 
 

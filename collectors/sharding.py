@@ -236,6 +236,11 @@ def shard_path(path: str | PurePath, shard: Shard) -> Path:
     return path.with_name(f"{path.stem}.shard-{shard.label}{path.suffix}")
 
 
+def shard_data_dir(data_dir: Path, shard: Shard) -> Path:
+    """``--data-dir var`` → ``var/shard-1-of-2``: where a shard keeps facwatch.db when a data folder is given."""
+    return data_dir / f"shard-{shard.label}" if shard.count > 1 else data_dir
+
+
 def shard_site(site: Site, shard: Shard, rules: Sequence[Rule] = ()) -> Site:
     """The site as shard ``shard`` sees it: its devices only (``rules``' groups kept whole), files of its own.
 

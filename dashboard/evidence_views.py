@@ -1,4 +1,4 @@
-"""View-models of the auditors' Evidence page: the site's SQLite file + a period in, plain rows out (no Dash).
+"""View-models of the Evidence page: the site's SQLite file and ReadStore + a period in, rows out (no Dash).
 
 Every figure comes from the evidence package's own readers (``evidence.records``, ``evidence.compliance``,
 ``evidence.thresholds``, ``evidence.drill``, ``evidence.verify``), so the page shows exactly what an
@@ -20,6 +20,7 @@ from typing import Any
 
 from alerts.rules import Rule
 from config.load import Site
+from storage.base import ReadStore
 
 MISSING = "—"
 MAX_PROBLEMS = 5  # of the audit log's, on the page (the CLI's verify-log lists them all)
@@ -157,6 +158,7 @@ class GeneratorRunRow:
     start_time: str
     result: str  # pass | fail | not judged
     reasons: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # what the auditor should know, e.g. facwatch restarted during the run
     scenario: str | None = None
 
 
@@ -173,7 +175,7 @@ class UpsTestRow:
     voltage_dip: str
     runtime_min: str
     charge_min: str
-    note: str
+    notes: tuple[str, ...] = ()  # e.g. shorter than a poll, facwatch restarted during the test
     scenario: str | None = None
 
 
@@ -313,10 +315,11 @@ class AuditStatus:
 # --- reading -----------------------------------------------------------------------------------------
 
 def evidence_view(db_path: Path, site: Site, rules: Sequence[Rule], period: Period,
-                  now: float | None = None) -> EvidenceView:
+                  now: float | None = None, readings: ReadStore | None = None) -> EvidenceView:
     """Every section of the page for ``period``, each read on its own (one failing leaves the others).
 
     Compliance stops at ``now`` when the period is not over: the rest of the month is not a data gap yet.
+    ``readings``: the dashboard's ReadStore (InfluxDB with ``storage.influx``); default the SQLite file's.
     """
     from evidence.drill import drill_runs
     from evidence.records import EvidenceStore
@@ -337,7 +340,7 @@ def evidence_view(db_path: Path, site: Site, rules: Sequence[Rule], period: Peri
         ups_tests=_section(lambda: ups_section(records("ups_self_tests", False))),
         power_events=_section(lambda: power_section(records("power_events", False))),
         compliance=_section(lambda: compliance_section(
-            site, _compliance(db_path, site, rules, start, until if until is not None else end))),
+            site, _compliance(db_path, site, rules, start, until if until is not None else end, readings))),
         thresholds=_section(lambda: threshold_section(_rule_versions(db_path, start, end))),
         drills=_section(lambda: drill_section(_drill_reports(db_path, start, end), drill_runs(db_path, start, end))),
         drill_records=_section(lambda: drill_record_section(
@@ -349,17 +352,19 @@ def evidence_view(db_path: Path, site: Site, rules: Sequence[Rule], period: Peri
 def _section(build: Callable[[], Section]) -> Section:
     try:
         return build()
-    except (sqlite3.Error, OSError, ValueError, KeyError, TypeError) as exc:
+    # RuntimeError: InfluxQueryError (InfluxDB down or refusing) empties compliance, not the whole page
+    except (sqlite3.Error, OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         return Section(error=f"could not be read: {type(exc).__name__}: {exc}")
 
 
-def _compliance(db_path: Path, site: Site, rules: Sequence[Rule], start: float, end: float) -> list[dict]:
+def _compliance(db_path: Path, site: Site, rules: Sequence[Rule], start: float, end: float,
+                readings: ReadStore | None) -> list[dict]:
     from evidence.compliance import envelope_compliance
 
     if end <= start:
         return []  # a period that has not started yet
 
-    return envelope_compliance(db_path, site, start, end, rules=list(rules))
+    return envelope_compliance(db_path, site, start, end, readings=readings, rules=list(rules))
 
 
 def _rule_versions(db_path: Path, start: float, end: float) -> list[dict]:
@@ -417,7 +422,7 @@ def generator_row(run: Mapping[str, Any]) -> GeneratorRunRow:
         at_load_label=f"at ≥ {min_load:g} % load", at_load=at_load,
         load_mean=number_text(run.get("load_pct_mean"), "%"), start_time=duration_text(run.get("start_s")),
         result="not judged" if passed is None else "pass" if passed else "fail",
-        reasons=tuple(str(r) for r in run.get("reasons") or ()), scenario=run.get("scenario"))
+        reasons=tuple(str(r) for r in run.get("reasons") or ()), notes=_notes(run), scenario=run.get("scenario"))
 
 
 def ups_section(tests: Iterable[Mapping[str, Any]]) -> Section:
@@ -434,13 +439,14 @@ def ups_section(tests: Iterable[Mapping[str, Any]]) -> Section:
 
 def ups_row(test: Mapping[str, Any]) -> UpsTestRow:
     """One UPS self-test as the page shows it."""
-    note = "" if test.get("seen_running", True) else "shorter than a poll: only the result was seen"
+    seen = () if test.get("seen_running", True) else ("shorter than a poll: only the result was seen",)
     return UpsTestRow(
         id=int(test.get("id") or 0), device=str(test.get("device", "")), start=utc_text(test.get("start")),
         duration=duration_text(test.get("duration_s")), result=str(test.get("result", "")),
         vendor_result=str(test.get("vendor_result", "")), voltage_dip=number_text(test.get("voltage_dip_v"), "V"),
         runtime_min=number_text(test.get("runtime_min_min"), "min"),
-        charge_min=number_text(test.get("charge_min_pct"), "%", 0), note=note, scenario=test.get("scenario"))
+        charge_min=number_text(test.get("charge_min_pct"), "%", 0), notes=seen + _notes(test),
+        scenario=test.get("scenario"))
 
 
 def power_section(events: Iterable[Mapping[str, Any]]) -> Section:
@@ -666,13 +672,13 @@ def pack_filename(site_id: str, request: ExportRequest) -> str:
 
 
 def build_pack(db_path: Path, site: Site, request: ExportRequest, actor: str, source: str,
-               progress: Callable[[str], None] | None = None) -> BuiltPack:
+               progress: Callable[[str], None] | None = None, readings: ReadStore | None = None) -> BuiltPack:
     """Build the pack as ``facwatch evidence export`` does (audited by ``export_pack``), read it back, delete it."""
     from evidence.pack import export_pack
     from evidence.providers import drill_providers, pack_providers
 
     filename = pack_filename(site.config.site.id, request)
-    providers = drill_providers() if request.drills else pack_providers(site)
+    providers = drill_providers() if request.drills else pack_providers(site, readings)
     with tempfile.TemporaryDirectory(prefix="facwatch-pack-") as folder:
         out = Path(folder) / filename
         summary = export_pack(db_path, request.period.start, request.period.end, out, providers=providers,
@@ -705,6 +711,11 @@ def store_file(sources: Any) -> Path | None:
         if main:
             return Path(main)
     return None
+
+
+def _notes(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """A record's ``notes`` (evidence.records; None in rows written before the column existed)."""
+    return tuple(str(n) for n in record.get("notes") or ())
 
 
 def _room_name(site: Site, room_id: str) -> str:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from config.load import Site
+    from storage.base import ReadStore
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "sites" / "demo.yaml"
 
@@ -102,6 +105,9 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
                                                 "envelope compliance is left out)")
     parser.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG, help="site config (for the store path)")
     parser.add_argument("--data-dir", type=Path, help="as for `facwatch run`: the folder of facwatch.db")
+    parser.add_argument("--shard", type=shard_argument, metavar="I/N",
+                        help="a sharded site (`facwatch collect --shard I/N`): that shard's file and devices; "
+                             "each shard's pack is signed with its own audit log")
     parser.add_argument("--key-file", type=Path, help="Ed25519 signing key (default: FACWATCH_AUDIT_KEY, "
                                                         "FACWATCH_AUDIT_KEY_FILE, or one beside the database)")
 
@@ -149,7 +155,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from evidence.auditlog import AuditWriteError
     from evidence.keys import SigningKeyError, load_signing_key
     from evidence.pack import export_pack
-    from evidence.providers import drill_providers, pack_providers
+    from evidence.providers import drill_providers
 
     if args.reveal_names and not args.reason:
         return _usage("--reveal-names needs --reason TEXT (it is recorded in the audit log)")
@@ -160,13 +166,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _usage(f"no database at {db_path}")
     if site is None and not args.drills:
         _progress("--db without a site config: envelope compliance is left out")
+    failures: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
+    if site is not None and site.influx is not None:
+        from storage.influx import InfluxQueryError
+
+        failures += (InfluxQueryError,)  # InfluxDB down or refusing: no pack rather than one without readings
     try:
         key = load_signing_key(db_path.parent, key_file=args.key_file)
-        summary = export_pack(db_path, args.start.timestamp(), args.end.timestamp(), args.output,
-                              providers=drill_providers() if args.drills else pack_providers(site),
-                              reveal_names=args.reveal_names, reason=args.reason, actor=args.actor, key=key,
-                              site=site.config.site.id if site else "facwatch", progress=_progress,
-                              drills=args.drills)
+        with _readings(None if args.drills else site, db_path) as readings:
+            summary = export_pack(db_path, args.start.timestamp(), args.end.timestamp(), args.output,
+                                  providers=drill_providers() if args.drills else _pack_providers(site, readings),
+                                  reveal_names=args.reveal_names, reason=args.reason, actor=args.actor, key=key,
+                                  site=site.config.site.id if site else "facwatch", progress=_progress,
+                                  drills=args.drills)
     except ValueError as exc:  # SigningKeyError included
         kind = "signing key" if isinstance(exc, SigningKeyError) else "export"
         print(f"evidence export: {kind}: {exc}", file=sys.stderr)
@@ -174,7 +186,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except AuditWriteError as exc:
         print(f"evidence export refused: the audit log cannot record it ({exc})", file=sys.stderr)
         return 1
-    except (sqlite3.Error, OSError) as exc:
+    except failures as exc:
         print(f"evidence export failed, nothing written: {exc}", file=sys.stderr)
         return 1
     rows = ", ".join(f"{name} {count}" for name, count in summary.rows.items())
@@ -258,7 +270,52 @@ def _store(args: argparse.Namespace) -> tuple[Path, Site | None]:
     from config.load import load_site
 
     site = load_site(args.config)
+    shard = getattr(args, "shard", None)
+    if shard is not None and shard.count > 1:
+        from alerts.rules import load_rules
+        from collectors.sharding import shard_data_dir, shard_site
+
+        site = shard_site(site, shard, load_rules())  # as `facwatch collect --shard` splits it
+        if args.data_dir is not None:
+            return shard_data_dir(args.data_dir, shard) / "facwatch.db", site
     return (args.data_dir / "facwatch.db" if args.data_dir is not None else site.storage_path()), site
+
+
+def shard_argument(text: str):
+    """``--shard 2/3`` → Shard(2, 3); an argparse error otherwise (also `facwatch collect --shard`)."""
+    from collectors.sharding import Shard
+
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+@contextmanager
+def _readings(site: Site | None, db_path: Path) -> Iterator[ReadStore | None]:
+    """With ``storage.influx``: InfluxDB read-only (as ``facwatch dashboard`` opens it), closed after; else None."""
+    if site is None or site.influx is None:
+        yield None
+        return
+    from facwatch.runtime import open_reading_store
+    from storage.sqlite import SqliteStore
+
+    events = SqliteStore(db_path, background_backfill=False)
+    try:
+        readings = open_reading_store(site, events, send=False)
+        try:
+            yield readings
+        finally:
+            readings.close()
+    finally:
+        events.close()
+
+
+def _pack_providers(site: Site | None, readings: ReadStore | None) -> dict:
+    """The pack's record sets; compliance from ``readings`` when the samples are not in the SQLite file."""
+    from evidence.providers import pack_providers
+
+    return pack_providers(site) if readings is None else pack_providers(site, readings)
 
 
 def _progress(message: str) -> None:

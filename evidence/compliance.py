@@ -18,6 +18,9 @@ Time accounting, per sensor and point, sample-and-hold:
 maximal stretches outside one envelope (a gap ends one), with their peak; when an alert of the same
 rule covered the excursion, its state, acknowledgement and note are joined from ``alert_state`` and
 ``alert_transition`` (alerts/state.py).
+
+The samples come from a ReadStore (``samples`` / ``sample_before``): the SQLite store, or InfluxDB on a
+site with ``storage.influx``; the alerts are always read from the SQLite file.
 """
 
 from __future__ import annotations
@@ -34,19 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from alerts.rules import Level, Rule, load_rules, matches
+from collectors.model import Quality
 from config.load import Site
+from storage.base import ReadStore, Sample
 
 DEFAULT_RULES = ("inlet_temperature_out_of_envelope", "inlet_humidity_out_of_envelope")
 DEFAULT_STALE_AFTER = 3.0  # poll intervals, as the point_data_missing rule
-_GOOD = 0  # storage/sqlite.py quality code of a GOOD sample
-_SAMPLES = """
-    SELECT s.ts_ms, s.value, s.quality FROM samples AS s JOIN series AS r ON r.id = s.series_id
-    WHERE r.device = ? AND r.point = ? AND s.ts_ms >= ? AND s.ts_ms < ? AND s.scenario IS NULL
-    ORDER BY s.ts_ms"""
-_BEFORE = """
-    SELECT s.ts_ms, s.value, s.quality FROM samples AS s JOIN series AS r ON r.id = s.series_id
-    WHERE r.device = ? AND r.point = ? AND s.ts_ms < ? AND s.ts_ms >= ? AND s.scenario IS NULL
-    ORDER BY s.ts_ms DESC LIMIT 1"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +86,20 @@ def envelopes(rules: Iterable[Rule], names: Iterable[str] = DEFAULT_RULES) -> li
 
 
 def envelope_compliance(store_path: str | Path, site: Site, start: float, end: float, *,
-                        rules: list[Rule] | None = None, names: Iterable[str] = DEFAULT_RULES,
+                        readings: ReadStore | None = None, rules: list[Rule] | None = None,
+                        names: Iterable[str] = DEFAULT_RULES,
                         stale_after: float = DEFAULT_STALE_AFTER) -> list[dict[str, Any]]:
-    """Compliance rows for [start, end): one per month × sensor × point × envelope, sorted."""
+    """Compliance rows for [start, end): one per month × sensor × point × envelope, sorted.
+
+    ``store_path`` is the SQLite file with the alerts; ``readings`` the store with the samples (default: the
+    SqliteStore of that file; pass the InfluxStore on a site with ``storage.influx``).
+    """
+    if readings is None:
+        from storage.sqlite import SqliteStore
+
+        with SqliteStore(store_path, background_backfill=False) as own:
+            return envelope_compliance(store_path, site, start, end, readings=own, rules=rules, names=names,
+                                       stale_after=stale_after)
     conn = sqlite3.connect(f"file:{Path(store_path)}?mode=ro", uri=True)
     try:
         rows = []
@@ -103,7 +110,8 @@ def envelope_compliance(store_path: str | Path, site: Site, start: float, end: f
                 for point in points:
                     hold_ms = round(stale_after * device.poll_interval_s * 1000)
                     for month_start, month_end in months(start, end):
-                        rows += _rows(conn, device.room, device.id, point, levels, month_start, month_end, hold_ms)
+                        covered = _covered(readings, device.id, point, month_start, month_end, hold_ms)
+                        rows += _rows(conn, device.room, device.id, point, levels, month_start, month_end, covered)
         return sorted(rows, key=lambda r: (r["month"], r["room"], r["device"], r["point"], r["rule"], r["level"]))
     finally:
         conn.close()
@@ -121,11 +129,11 @@ def months(start: float, end: float) -> Iterator[tuple[float, float]]:
 
 
 def _rows(conn: sqlite3.Connection, room: str, device: str, point: str, levels: list[Envelope],
-          start: float, end: float, hold_ms: int) -> list[dict[str, Any]]:
+          start: float, end: float, covered: Iterable[tuple[int, int, float]]) -> list[dict[str, Any]]:
     start_ms, end_ms = round(start * 1000), round(end * 1000)
     tallies = [_Tally() for _ in levels]
     gaps, covered_to = [], start_ms
-    for t0, t1, value in _covered(conn, device, point, start_ms, end_ms, hold_ms):
+    for t0, t1, value in covered:
         if t0 > covered_to:
             gaps.append(t0 - covered_to)
         covered_to = t1
@@ -156,27 +164,28 @@ def _pct(part_ms: int, whole_ms: int) -> float:
     return round(100.0 * part_ms / whole_ms, 3) if whole_ms else 0.0
 
 
-def _covered(conn: sqlite3.Connection, device: str, point: str, start_ms: int, end_ms: int,
+def _covered(readings: ReadStore, device: str, point: str, start: float, end: float,
              hold_ms: int) -> Iterator[tuple[int, int, float]]:
-    """(from, to, value) stretches that GOOD samples stand for, clipped to [start, end); the rest is gap."""
-    before = conn.execute(_BEFORE, (device, point, start_ms, start_ms - hold_ms)).fetchone()
+    """(from, to, value) stretches in ms that GOOD samples stand for, clipped to [start, end); the rest is gap."""
+    start_ms, end_ms = round(start * 1000), round(end * 1000)
+    before = readings.sample_before(device, point, start, hold_ms / 1000)
     previous = None
-    for sample in itertools.chain([before] if before else [], conn.execute(_SAMPLES, (device, point, start_ms,
-                                                                                       end_ms))):
+    for sample in itertools.chain([before] if before else [], readings.samples(device, point, start, end)):
+        ts_ms = round(sample.ts * 1000)
         if previous is not None:
-            yield from _stretch(previous, sample[0], start_ms, hold_ms)
+            yield from _stretch(previous, ts_ms, start_ms, hold_ms)
         previous = sample
     if previous is not None:
         yield from _stretch(previous, end_ms, start_ms, hold_ms)
 
 
-def _stretch(sample: tuple, next_ms: int, start_ms: int, hold_ms: int) -> Iterator[tuple[int, int, float]]:
-    ts_ms, value, quality = sample
-    if quality != _GOOD or value is None:
+def _stretch(sample: Sample, next_ms: int, start_ms: int, hold_ms: int) -> Iterator[tuple[int, int, float]]:
+    if sample.quality is not Quality.GOOD or sample.value is None:
         return
+    ts_ms = round(sample.ts * 1000)
     t0, t1 = max(ts_ms, start_ms), min(next_ms, ts_ms + hold_ms)
     if t1 > t0:
-        yield t0, t1, float(value)
+        yield t0, t1, float(sample.value)
 
 
 def _count(tally: _Tally, envelope: Envelope, t0: int, t1: int, value: float) -> None:

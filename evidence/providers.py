@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from config.load import Site
+    from storage.base import ReadStore
 
 Provider = Callable[[Path, float, float], list[dict]]
 
@@ -107,21 +108,24 @@ def evidence_record_providers() -> Mapping[str, Provider]:
     return {name: reader(name) for name in ("generator_runs", "ups_self_tests", "power_events")}
 
 
-def compliance_provider(site: Site) -> Provider:
-    """Envelope compliance per room, sensor and month, from ``evidence.compliance``."""
+def compliance_provider(site: Site, readings: ReadStore | None = None) -> Provider:
+    """Envelope compliance per room, sensor and month, from ``evidence.compliance``.
+
+    ``readings``: where the samples are (the InfluxStore with ``storage.influx``); default the SQLite file's.
+    """
     from evidence.compliance import envelope_compliance
 
     def provide(db_path: Path, start: float, end: float) -> list[dict]:
-        return envelope_compliance(db_path, site, start, end)
+        return envelope_compliance(db_path, site, start, end, readings=readings)
 
     return provide
 
 
-def pack_providers(site: Site | None = None) -> dict[str, Provider]:
-    """Every record set of an evidence pack, in report order; compliance needs the site config."""
+def pack_providers(site: Site | None = None, readings: ReadStore | None = None) -> dict[str, Provider]:
+    """Every record set of an evidence pack, in report order; compliance needs the site config (and its readings)."""
     providers: dict[str, Provider] = dict(evidence_record_providers())
     if site is not None:
-        providers["envelope_compliance"] = compliance_provider(site)
+        providers["envelope_compliance"] = compliance_provider(site, readings)
     providers.update(alert_providers())
     providers["rule_versions"] = rule_version_provider()
     return providers

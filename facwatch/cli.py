@@ -12,10 +12,10 @@ from pathlib import Path
 
 from auth.cli import add_parser as add_auth_parsers
 from collectors.modbus_certs import add_parser as add_certs_parser
-from collectors.sharding import Shard, shard_site
+from collectors.sharding import Shard, shard_data_dir, shard_site
 from config.load import Site, load_site
 from config.yamlfile import ConfigError
-from evidence.cli import add_change_options, add_drill_parser
+from evidence.cli import add_change_options, add_drill_parser, shard_argument
 from evidence.cli import add_parser as add_evidence_parser
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "sites" / "demo.yaml"
@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     collect = sub.add_parser("collect", help="collectors + store only")
     collect.add_argument("-c", "--config", required=True, type=Path)
     collect.add_argument("--data-dir", type=Path)
-    collect.add_argument("--shard", type=_shard, default=Shard(1, 1), metavar="I/N",
+    collect.add_argument("--shard", type=shard_argument, default=Shard(1, 1), metavar="I/N",
                          help="poll only the devices of shard I of N (by a stable hash of the device id); "
                               "each shard keeps its own SQLite file and InfluxDB spool")
     _notify_option(collect)
@@ -179,13 +179,6 @@ def _shard_count(text: str) -> int:
         return Shard(1, int(text)).count
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--shards takes a number of shards, e.g. 2 ({exc})") from exc
-
-
-def _shard(text: str) -> Shard:
-    try:
-        return Shard.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _simulation_options(parser: argparse.ArgumentParser) -> None:
@@ -519,7 +512,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     shard: Shard = getattr(args, "shard", Shard(1, 1))
     whole = load_site(args.config)
     site = shard_site(whole, shard, load_rules() if shard.count > 1 else ())  # rules that combine devices
-    data_dir = args.data_dir / f"shard-{shard.label}" if args.data_dir and shard.count > 1 else args.data_dir
+    data_dir = shard_data_dir(args.data_dir, shard) if args.data_dir else None
     if not args.no_dashboard and not _dashboard_allowed(site, data_dir):
         return 2
     asyncio.run(run_site(site, simulate=False, dashboard=not args.no_dashboard, data_dir=data_dir,

@@ -1,16 +1,16 @@
 """The store contracts: what the collectors write to and what the dashboard reads from.
 
-SQLite (``storage.sqlite``) implements both today; the InfluxDB back-end will implement the same
-protocols, so the collectors, alerts, evidence and dashboard never know which one they talk to.
+SQLite (``storage.sqlite``) and InfluxDB (``storage.influx``) implement both, so the collectors, alerts,
+evidence and dashboard never know which one they talk to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
-from collectors.model import Event, Reading
+from collectors.model import Event, Quality, Reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,14 @@ class Bucket:
     mean: float | None
     count: int
     missing: int
+
+
+class Sample(NamedTuple):
+    """One raw stored sample: a value only when GOOD (MISSING and INVALID samples carry None)."""
+
+    ts: float  # epoch seconds, millisecond precision
+    value: float | None
+    quality: Quality
 
 
 @runtime_checkable
@@ -72,6 +80,14 @@ class ReadStore(Protocol):
         Buckets start at ``start``, not at the epoch. A store may answer from pre-aggregated rollups, but
         only with the answer the retained raw samples give (the mean up to float rounding).
         """
+        ...
+
+    def samples(self, device: str, point: str, start: float, end: float) -> Iterator[Sample]:
+        """The raw samples in [start, end), oldest first, streamed; scenario-tagged (drill) samples left out."""
+        ...
+
+    def sample_before(self, device: str, point: str, start: float, look_back: float) -> Sample | None:
+        """The newest raw sample in [start - look_back, start), drills left out; None when there is none."""
         ...
 
     def events(self, start: float, end: float, device: str | None = None, limit: int = 1000) -> list[Event]:

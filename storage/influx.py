@@ -20,12 +20,14 @@ Schema (one point per device and instant)::
   skipped and a state reading keeps its code. The name of a code comes from the device's profile.
 
 Reads: InfluxQL on ``/query`` (InfluxDB 1.8+, 2.x with a DBRP mapping, 3.x), downsampled server-side
-with ``GROUP BY time``. Events stay in the local SQLite file (an ``event_store``): they are few, need
+with ``GROUP BY time``; raw samples (``samples``, for envelope compliance) page by page with LIMIT and a
+time cursor. Events stay in the local SQLite file (an ``event_store``): they are few, need
 their order and JSON payload, and must be readable while InfluxDB is down.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -33,7 +35,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -44,7 +46,7 @@ from influxdb_client import InfluxDBClient, WriteOptions, WritePrecision
 from reactivex.scheduler import ThreadPoolScheduler
 
 from collectors.model import Event, Quality, Reading
-from storage.base import Bucket, SeriesKey
+from storage.base import Bucket, Sample, SeriesKey
 from storage.influx_config import InfluxConnection
 from storage.spool import Spool, SpoolBatch, SpoolStats
 from storage.sqlite import SqliteStore
@@ -88,6 +90,8 @@ class InfluxStore:
     "input.voltage", t0, t1, 500)``. ``flush()`` waits until InfluxDB acknowledged everything spooled.
     """
 
+    sample_page = 10_000  # rows per /query request of ``samples``: a month of 2-s samples streams in pages
+
     def __init__(self, connection: InfluxConnection, devices: Mapping[str, DeviceTags], *, site: str,
                  event_store: SqliteStore, spool: Spool | None = None, start: bool = True):
         config = connection.config
@@ -126,11 +130,11 @@ class InfluxStore:
         if days is None:
             return 0
         cutoff = _ms(now) - round(days * 86_400_000)
-        counted = self._query.run([f"SELECT count(*) FROM /.*/ WHERE time < {cutoff}ms"])[0]
+        counted = self._query.run([f"SELECT count(*) FROM /.*/ WHERE {self._site_tag} AND time < {cutoff}ms"])[0]
         removed = sum(int(v or 0) for series in counted.get("series", []) for row in series["values"]
                       for v in row[1:])
         if removed:
-            self._query.run([f"DELETE WHERE time < {cutoff}ms"])
+            self._query.run([f"DELETE WHERE {self._site_tag} AND time < {cutoff}ms"])  # other sites keep theirs
         return removed
 
     def flush(self, timeout: float = 30.0) -> bool:
@@ -154,7 +158,7 @@ class InfluxStore:
 
     def series(self) -> list[SeriesKey]:
         """Every (device, point) with at least one value or quality sample."""
-        result = self._query.run(['SELECT last(*) FROM /.*/ GROUP BY "device"'])[0]
+        result = self._query.run([f'SELECT last(*) FROM /.*/ WHERE {self._site_tag} GROUP BY "device"'])[0]
         keys = set()
         for series in result.get("series", []):
             device = series.get("tags", {}).get("device", "")
@@ -165,14 +169,14 @@ class InfluxStore:
 
     def latest(self, devices: Iterable[str] | None = None) -> list[Reading]:
         """The newest reading of every point (one ``last()`` per field), optionally only of some devices."""
-        where, measurements = "", None
+        where, measurements = f" WHERE {self._site_tag}", None
         if devices is not None:
             if isinstance(devices, str):
                 raise TypeError("devices must be an iterable of device names, not one string")
             wanted = sorted(set(devices))
             if not wanted:
                 return []
-            where = " WHERE " + " OR ".join(f'"device" = {_literal(d)}' for d in wanted)
+            where += " AND (" + " OR ".join(f'"device" = {_literal(d)}' for d in wanted) + ")"
             measurements = {self._measurement(d) for d in wanted}  # only their classes: far fewer statements
         fields = [(m, f) for m, fs in self._field_keys().items() if measurements is None or m in measurements
                   for f in fs]
@@ -203,7 +207,7 @@ class InfluxStore:
         # The offset aligns InfluxDB's epoch-aligned windows on ``start``, as SqliteStore's buckets are.
         statement = (
             f"SELECT min({value}), max({value}), mean({value}), count({value}), count({quality}) "
-            f"FROM {_ident(self._measurement(device))} WHERE \"device\" = {_literal(device)} "
+            f"FROM {_ident(self._measurement(device))} WHERE \"device\" = {_literal(device)} AND {self._site_tag} "
             f"AND time >= {start_ms}ms AND time < {end_ms}ms "
             f"GROUP BY time({width}ms, {start_ms % width}ms) fill(none)")
         result = self._query.run([statement])[0]
@@ -213,6 +217,27 @@ class InfluxStore:
                 if count or missing:
                     buckets.append(Bucket(ts_ms / 1000, minimum, maximum, mean, int(count or 0), int(missing or 0)))
         return buckets
+
+    def samples(self, device: str, point: str, start: float, end: float) -> Iterator[Sample]:
+        """The raw samples in [start, end), oldest first, read page by page (time cursor); drills left out."""
+        cursor_ms, end_ms = _ms(start), _ms(end)
+        while cursor_ms < end_ms:
+            rows, full = self._sample_rows(device, point, f"time >= {cursor_ms}ms AND time < {end_ms}ms",
+                                           f"ORDER BY time ASC LIMIT {self.sample_page}")
+            if full and rows[0][0] != rows[-1][0]:
+                # The last instant may continue on the next page (several series of one device): read it again.
+                cursor_ms = rows[-1][0]
+                rows = [row for row in rows if row[0] < cursor_ms]
+            else:
+                cursor_ms = rows[-1][0] + 1 if full else end_ms
+            yield from _samples(rows)
+
+    def sample_before(self, device: str, point: str, start: float, look_back: float) -> Sample | None:
+        """The newest raw sample in [start - look_back, start), drills left out."""
+        start_ms = _ms(start)
+        rows, _ = self._sample_rows(device, point, f"time >= {start_ms - _ms(look_back)}ms AND time < {start_ms}ms",
+                                    "ORDER BY time DESC LIMIT 1")
+        return next(_samples(rows), None)
 
     def events(self, start: float, end: float, device: str | None = None, limit: int = 1000) -> list[Event]:
         """Events in [start, end), newest first, from the local SQLite event store."""
@@ -227,6 +252,11 @@ class InfluxStore:
         self.close()
 
     # --- internals --------------------------------------------------------------------------------
+
+    @property
+    def _site_tag(self) -> str:
+        """The InfluxQL condition for this site's series: one database may hold several sites."""
+        return f'"site" = {_literal(self._site)}'
 
     def _measurement(self, device: str) -> str:
         tags = self._devices.get(device)
@@ -251,6 +281,18 @@ class InfluxStore:
         # Tag keys in sorted order (InfluxDB's preferred form); empty values are not allowed in line protocol.
         rendered = ",".join(f"{key}={_escape(value)}" for key, value in pairs if value)
         return f"{_escape_measurement(self._measurement(device))},{rendered}"
+
+    def _sample_rows(self, device: str, point: str, when: str, order: str) -> tuple[list[list], bool]:
+        """(ms, value, quality code) rows of one point, real readings only; True when the page was cut short."""
+        # A missing tag equals '': readings without a scenario tag are the real ones.
+        statement = (f"SELECT {_ident(point)}, {_ident(point + QUALITY_SUFFIX)} "
+                     f"FROM {_ident(self._measurement(device))} WHERE \"device\" = {_literal(device)} "
+                     f"AND {self._site_tag} AND \"scenario\" = '' AND {when} {order}")
+        result = self._query.run([statement])[0]
+        rows = [row for series in result.get("series", []) for row in series["values"]]
+        # "partial": the server's max-row-limit cut the answer below our LIMIT; there is more to read.
+        partial = bool(result.get("partial")) or any(series.get("partial") for series in result.get("series", []))
+        return rows, bool(rows) and (partial or len(rows) >= self.sample_page)
 
     def _field_keys(self) -> dict[str, list[str]]:
         result = self._query.run(["SHOW FIELD KEYS"])[0]
@@ -515,6 +557,18 @@ def _latest_reading(field: str, series: dict) -> Reading:
         quality = _QUALITY_OF.get(float(value), Quality.INVALID)
         return Reading(tags.get("device", ""), _point_of(field), ts_ms / 1000, None, quality, None, scenario)
     return Reading(tags.get("device", ""), field, ts_ms / 1000, float(value), Quality.GOOD, None, scenario)
+
+
+def _samples(rows: list[list]) -> Iterator[Sample]:
+    """One Sample per instant; a quality field on the instant wins over a value (never count a doubtful value)."""
+    for ts_ms, group in itertools.groupby(rows, key=lambda row: row[0]):
+        values, codes = zip(*((row[1], row[2]) for row in group), strict=True)
+        code = next((c for c in codes if c is not None), None)
+        value = next((v for v in values if v is not None), None)
+        if code is None and value is not None:
+            yield Sample(ts_ms / 1000, float(value), Quality.GOOD)
+        else:
+            yield Sample(ts_ms / 1000, None, _QUALITY_OF.get(float(code or 0), Quality.INVALID))
 
 
 def _point_of(field: str) -> str:

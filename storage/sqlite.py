@@ -33,7 +33,7 @@ from pathlib import Path
 from types import TracebackType
 
 from collectors.model import Event, Quality, Reading, Severity
-from storage.base import Bucket, SeriesKey
+from storage.base import Bucket, Sample, SeriesKey
 
 SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 5_000
@@ -115,6 +115,15 @@ _QUERY_BUCKETS = """
     GROUP BY bucket ORDER BY bucket"""
 _SERIES_WITH_OLD = """
     SELECT id FROM series AS s WHERE EXISTS (SELECT 1 FROM samples WHERE series_id = s.id AND ts_ms < ?)"""
+# Raw samples of one series for evidence (compliance), drills left out; both walk the primary key.
+_SELECT_SAMPLES = """
+    SELECT s.ts_ms, s.value, s.quality FROM samples AS s JOIN series AS r ON r.id = s.series_id
+    WHERE r.device = ? AND r.point = ? AND s.ts_ms >= ? AND s.ts_ms < ? AND s.scenario IS NULL
+    ORDER BY s.ts_ms"""
+_SELECT_SAMPLE_BEFORE = """
+    SELECT s.ts_ms, s.value, s.quality FROM samples AS s JOIN series AS r ON r.id = s.series_id
+    WHERE r.device = ? AND r.point = ? AND s.ts_ms >= ? AND s.ts_ms < ? AND s.scenario IS NULL
+    ORDER BY s.ts_ms DESC LIMIT 1"""
 _INSERT_EVENT = """
     INSERT INTO events (ts_ms, device, kind, name, severity, scenario, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"""
 _SELECT_EVENTS = """
@@ -394,6 +403,18 @@ class SqliteStore:
         query = _SELECT_ALL_EVENTS if device is None else _SELECT_DEVICE_EVENTS
         return [_event(row) for row in self._reader().execute(query, params)]
 
+    def samples(self, device: str, point: str, start: float, end: float) -> Iterator[Sample]:
+        """The raw samples in [start, end), oldest first, streamed from one cursor; drill samples left out."""
+        cursor = self._reader().execute(_SELECT_SAMPLES, (device, point, round(start * 1000), round(end * 1000)))
+        return (_sample(row) for row in cursor)
+
+    def sample_before(self, device: str, point: str, start: float, look_back: float) -> Sample | None:
+        """The newest raw sample in [start - look_back, start), drill samples left out."""
+        start_ms = round(start * 1000)
+        row = self._reader().execute(_SELECT_SAMPLE_BEFORE, (device, point, start_ms - round(look_back * 1000),
+                                                             start_ms)).fetchone()
+        return None if row is None else _sample(row)
+
     def _query_raw(self, device: str, point: str, start_ms: int, end_ms: int, width: int) -> list[Bucket]:
         """Buckets by a scan of the raw samples (the reference the rollup path must equal)."""
         params = {"device": device, "point": point, "start": start_ms, "end": end_ms, "width": width}
@@ -663,6 +684,13 @@ def _reading(row: tuple) -> Reading:
     """A Reading from a latest row joined with its series."""
     device, point, ts_ms, value, quality, text, scenario = row
     return Reading(device, point, ts_ms / 1000, value, _QUALITY_OF[quality], text, scenario)
+
+
+def _sample(row: tuple) -> Sample:
+    """A Sample from a (ts_ms, value, quality) row; an unknown quality code reads as INVALID."""
+    ts_ms, value, code = row
+    quality = _QUALITY_OF.get(code, Quality.INVALID)
+    return Sample(ts_ms / 1000, value if quality is Quality.GOOD else None, quality)
 
 
 def _event_row(event: Event) -> tuple:

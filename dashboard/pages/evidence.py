@@ -24,6 +24,7 @@ from dash.development.base_component import Component
 from dashboard import ids
 from dashboard.access import Refused, accounts_enabled, authorise
 from dashboard.evidence_views import (
+    MISSING,
     AuditStatus,
     ComplianceRow,
     EvidenceView,
@@ -82,6 +83,10 @@ class EvidencePage:
             rules = self.ctx.cache.get("evidence-rules", lambda: tuple(load_rules()), period=3600)
         return rules
 
+    def readings(self) -> Any:
+        """The dashboard's ReadStore: compliance reads the samples there (InfluxDB with ``storage.influx``)."""
+        return self.ctx.sources.store
+
     def view(self, period: Period, refresh: int = 0) -> EvidenceView | None:
         """The period's figures, computed once a minute for every browser (None without a SQLite file)."""
         db = store_file(self.ctx.sources)
@@ -89,7 +94,7 @@ class EvidencePage:
             return None
         return self.ctx.cache.get(("evidence", period, refresh),
                                   lambda: evidence_view(db, self.ctx.sources.site, self.rules(), period,
-                                                        now=self.ctx.sources.clock()),
+                                                        now=self.ctx.sources.clock(), readings=self.readings()),
                                   period=CACHE_S)
 
     # --- callbacks -------------------------------------------------------------------------------
@@ -150,12 +155,13 @@ class EvidencePage:
         if not self._export_lock.acquire(timeout=0.5):
             return notice("not exported: another pack is being built; try again in a moment", "error"), no_update
         try:
-            pack = build_pack(db, self.ctx.sources.site, request, actor.name, f"dashboard:{actor.source}")
+            pack = build_pack(db, self.ctx.sources.site, request, actor.name, f"dashboard:{actor.source}",
+                              readings=self.readings())
         except AuditWriteError as exc:
             return notice(f"export refused: the audit log cannot record it ({exc})", "error"), no_update
         except ValueError as exc:  # a bad request or an unusable signing key
             return notice(f"not exported: {exc}", "error"), no_update
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, RuntimeError) as exc:  # RuntimeError: InfluxQueryError (readings)
             log.exception("evidence export failed")
             return notice(f"export failed, nothing written: {exc}", "error"), no_update
         finally:
@@ -213,6 +219,11 @@ def reasons(items: Sequence[str]) -> Any:
     return html.Ul([html.Li(text) for text in items], className="ev-reasons") if items else ""
 
 
+def notes_cell(items: Sequence[str]) -> Any:
+    """A record's notes (e.g. facwatch restarted during it), one line each; a dash when there are none."""
+    return html.Ul([html.Li(text) for text in items], className="ev-reasons ev-notes") if items else MISSING
+
+
 RESULT_STATE = {"pass": "ok", "fail": "critical", "aborted": "critical", "warning": "warning",
                 "not judged": "unknown"}
 
@@ -220,19 +231,20 @@ RESULT_STATE = {"pass": "ok", "fail": "critical", "aborted": "critical", "warnin
 def generator_table(content: Section) -> Any:
     """Generator runs: kind, start, duration at the minimum load, pass/fail with reasons."""
     rows = [(r.device, r.kind, r.start, r.run, [html.Div(r.at_load), html.Div(r.at_load_label, className="ev-muted")],
-             r.load_mean, r.start_time, badge(r.result, RESULT_STATE.get(r.result, "unknown")), reasons(r.reasons))
+             r.load_mean, r.start_time, badge(r.result, RESULT_STATE.get(r.result, "unknown")), reasons(r.reasons),
+             notes_cell(r.notes))
             for r in content.rows]
     return table(("generator", "kind", "start (UTC)", "run", "longest at min. load", "mean load", "start time",
-                  "result", "reasons"), rows, "no generator runs in this period",
+                  "result", "reasons", "notes"), rows, "no generator runs in this period",
                  [{"data-run": str(r.id)} for r in content.rows])
 
 
 def ups_table(content: Section) -> Any:
     """UPS self-tests with the battery figures during each."""
     rows = [(r.device, r.start, r.duration, badge(r.result, RESULT_STATE.get(r.result, "unknown")), r.vendor_result,
-             r.voltage_dip, r.runtime_min, r.charge_min, r.note) for r in content.rows]
+             r.voltage_dip, r.runtime_min, r.charge_min, notes_cell(r.notes)) for r in content.rows]
     return table(("UPS", "start (UTC)", "duration", "result", "device says", "voltage dip", "lowest runtime",
-                  "lowest charge", "note"), rows, "no UPS self-tests in this period")
+                  "lowest charge", "notes"), rows, "no UPS self-tests in this period")
 
 
 def power_table(content: Section) -> Any:

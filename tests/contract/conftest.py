@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import ssl
 import threading
 import time
 import urllib.error
@@ -29,6 +30,7 @@ from storage.influx import DeviceTags, InfluxStore
 from storage.influx_config import InfluxConfig, InfluxConnection
 from storage.sqlite import SqliteStore
 from tests.peers import PeerProcess, require, wait_for_tcp
+from tests.tlscerts import Pki
 
 INFLUXD_HTTP_PORT = 30600
 INFLUXD_BIND_PORT = 30601
@@ -59,10 +61,11 @@ bind-address = "127.0.0.1:{bind}"
 """
 
 
-def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
+         context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -100,19 +103,21 @@ class InfluxdPeer:
 class VictoriaPeer:
     """VictoriaMetrics on a loopback high port; stop() + start() keeps the data (same storage dir)."""
 
-    def __init__(self, root: Path, port: int = VM_PORT):
-        self.root, self.port = root, port
+    def __init__(self, root: Path, port: int = VM_PORT, tls: Pki | None = None):
+        self.root, self.port, self.tls = root, port, tls  # serve https with tls.cert_file/key_file
         self.binary = require("victoria-metrics")
         self.process: PeerProcess | None = None
         self._starts = itertools.count()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         argv = [self.binary, f"-httpListenAddr=127.0.0.1:{self.port}", f"-storageDataPath={self.root / 'data'}",
                 "-search.latencyOffset=0s", "-retentionPeriod=100y"]
+        if self.tls:
+            argv += ["-tls", f"-tlsCertFile={self.tls.cert_file}", f"-tlsKeyFile={self.tls.key_file}"]
         self.root.mkdir(parents=True, exist_ok=True)
         self.process = PeerProcess(argv, self.root / f"vm-{next(self._starts)}.log")
         wait_for_tcp(self.port, timeout=20)
@@ -130,8 +135,10 @@ class VictoriaPeer:
         """
         deadline = time.monotonic() + settle_s
         while True:
-            http("GET", f"{self.url}/internal/force_flush")
-            status, body = http("GET", f"{self.url}/api/v1/export?{urllib.parse.urlencode({'match[]': match})}")
+            context = ssl.create_default_context(cafile=str(self.tls.ca_file)) if self.tls else None
+            http("GET", f"{self.url}/internal/force_flush", context=context)
+            status, body = http("GET", f"{self.url}/api/v1/export?{urllib.parse.urlencode({'match[]': match})}",
+                                context=context)
             assert status == 200, body
             answer = [json.loads(line) for line in body.splitlines() if line.strip()]
             if until(answer) or time.monotonic() > deadline:
