@@ -3,6 +3,16 @@
 A rule's condition is evaluated per device and point when readings arrive (`observe`) and again on the
 clock (`tick`): `for` expiry, clear delay, stale data, overdue test schedules. Missing data never changes
 another rule's alert: it is neither inside nor outside the envelope (USERS.md #14), so the alert holds its state.
+
+Restarts: alert states are stored (alerts/state.py), and so are the timers under way — a pending alert's
+`for` and a firing alert's clear delay (`clear_for`). A timer resumes with the time it had provably run by
+its last evaluation before the restart; the time facwatch was down never counts, neither as condition
+true nor as clear (no data is not a clear). It resumes at the first evaluation after the restart that
+sees the condition the same way (still true for `for`, still clear for `clear_for`); one that sees
+otherwise ends it as it would have anyway. Progress is saved on the clock tick every TIMER_SAVE_S, so a
+restart may make a timer run up to that much (plus a tick) longer, never shorter; a pending alert with no
+saved timer starts its `for` over.
+Schedule rules' clocks and qualifying runs: alerts/schedule.py.
 """
 
 from __future__ import annotations
@@ -11,11 +21,9 @@ import fnmatch
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 
 from alerts.derived import (
     Estimate,
-    QualifyingRun,
     RateWindow,
     dew_point,
     fuel_days_full_load,
@@ -24,14 +32,16 @@ from alerts.derived import (
 )
 from alerts.model import Alert, AlertState, fingerprint
 from alerts.rules import DERIVED_INPUTS, RING_LOAD_POINT, Condition, Rule, Term, matches
-from alerts.state import AlertStateStore, ScheduleMark
+from alerts.schedule import ScheduleBook
+from alerts.state import AlertStateStore, ScheduleMark, Timer
 from collectors.model import REACHABLE_POINT, EnumState, Kind, Quality, Reading, Severity
 from config.load import Site
 
 _ACTIVE = (AlertState.PENDING, AlertState.FIRING)
 _CLOCKED = ("missing", "schedule")  # kinds whose condition the clock itself re-evaluates on every tick
 DEFAULT_STALE_AFTER = 3.0  # poll intervals without a reading before a value counts as stale
-DAY_S = 86400.0
+TIMER_SAVE_S = 10.0  # a running timer's progress is stored at most this often (what a crash may count again)
+PENDING, CLEARING = "pending", "clearing"  # kinds of stored timers
 
 
 @dataclass(slots=True)
@@ -40,11 +50,15 @@ class _Track:
 
     alert: Alert
     rule: Rule
+    fp: str = ""
     known: bool = False  # False after a restart or while data is missing: hold, never resolve
     condition: Severity | None = None
     cleared_since: float | None = None
+    pending_since: float | None = None  # where `for` counts from, when not active_since (resumed after a restart)
     last_ts: float | None = None
     poll_interval: float = 0.0
+    saved: Timer | None = None  # the timer as stored
+    resume: Timer | None = None  # a stored timer waiting for the first evaluation after a restart
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +96,20 @@ class AlertEngine:
         self.good_ts: dict[tuple[str, str, str | None], float] = {}
         self.good_values: dict[tuple[str, str, str | None], float] = {}
         self.prior: dict[tuple[str, str, str | None], float] = {}  # the good value before the latest (`becomes`)
-        self.schedules: dict[tuple[str, str], ScheduleMark] = state.schedule_marks()
-        self.runs: dict[tuple[str, str], QualifyingRun] = {}
+        self.book = ScheduleBook(state, self.rules, {d.id: d.poll_interval_s for d in site.devices})
+        self.schedules: dict[tuple[str, str], ScheduleMark] = self.book.marks
+        self.runs = self.book.runs
         self._subjects: dict[str, list[str]] = {}
         self._fingerprints: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
-        self._overdue_cache: dict[tuple[str, str], tuple[ScheduleMark, dict[str, str], dict[str, str]]] = {}
         self.device_seen: dict[str, float] = {}
         self.rates: dict[tuple[str, str, str, str | None], RateWindow] = {}
-        self.tracks = {fp: _Track(alert, self.rules[alert.rule]) for fp, alert in state.load().items()
+        self.tracks = {fp: _Track(alert, self.rules[alert.rule], fp) for fp, alert in state.load().items()
                        if alert.rule in self.rules}
+        timers = state.timers()
+        for fp, track in self.tracks.items():
+            track.saved = timers.get(fp)
+            track.resume = track.saved or _unsaved_timer(track.alert)
+        self._timers: dict[str, Timer | None] = {}  # changed since the last save
 
     def alerts(self) -> list[Alert]:
         """Every known alert that is pending or firing."""
@@ -107,6 +126,8 @@ class AlertEngine:
                 compound = rule.kind == "compound"
                 evals = self._compound_evals(rule, reading) if compound else self._evaluate(rule, reading)
                 changed += self._apply_all(rule, evals)
+        if self.book.changed():  # a test run's progress at once (its gap check is tight); timers wait for tick
+            self._save_progress()
         return changed
 
     def _rules_for(self, device_id: str) -> list[Rule]:
@@ -136,6 +157,7 @@ class AlertEngine:
         for track in list(self.tracks.values()):
             if track.rule.kind not in _CLOCKED and track.known and self._fresh(track, now):
                 changed += self._step(track, track.condition, None, now, track.alert.scenario)
+        self._save_progress()
         return changed
 
     def end_scenario(self, name: str, at: float) -> list[Alert]:
@@ -149,9 +171,11 @@ class AlertEngine:
             after = replace(alert, state=AlertState.RESOLVED if firing else AlertState.INACTIVE,
                             resolved_at=at if firing else None, active_since=alert.active_since if firing else None,
                             updated_at=at, annotations={**alert.annotations, "ended": f"scenario {name} ended"})
-            track.alert, track.known, track.condition = after, False, None
+            track.alert, track.known, track.condition, track.resume = after, False, None, None
             self.store.save(after, alert.state)
+            self._sync_timer(track, at)
             changed.append(after)
+        self._save_progress()
         return changed
 
     def acknowledge(self, fp: str, who: str, note: str | None = None, at: float | None = None) -> list[Alert]:
@@ -162,9 +186,11 @@ class AlertEngine:
         if acked is None or track is None:
             return []
         track.alert = acked
-        if track.known and track.condition is None:
-            return self._step(track, None, None, at, acked.scenario)
-        return []
+        if not (track.known and track.condition is None):
+            return []
+        changed = self._step(track, None, None, at, acked.scenario)
+        self._save_progress()
+        return changed
 
     # -- evaluation -------------------------------------------------------------------------------------
 
@@ -366,46 +392,25 @@ class AlertEngine:
         """
         if reading.scenario or rule.qualifying is None:
             return []
-        key = (rule.name, reading.device)
-        started = key not in self.schedules
-        if started:
-            self.schedules[key] = self.store.start_schedule(rule.name, reading.device, reading.ts)
+        started = self.book.start(rule, reading.device, reading.ts)
         where = self._where(reading.device)
         if not any(self._reads(t, reading.device, where, reading.point) for t in rule.qualifying.when.all_terms):
             return [self._overdue_eval(rule, reading.device, reading.ts)] if started else []
-        run = self.runs.get(key)
-        if run is None:
-            limit = DEFAULT_STALE_AFTER * max(self.devices[reading.device].poll_interval_s, 1.0)
-            run = self.runs[key] = QualifyingRun(rule.qualifying.for_, limit)
-        if run.update(reading.ts, self._truth(rule.qualifying.when, reading.device, reading)):
-            self.schedules[key] = self.store.record_qualified(rule.name, reading.device, reading.ts)
-        elif not started:
+        truth = self._truth(rule.qualifying.when, reading.device, reading)
+        if not self.book.qualify(rule, reading.device, reading.ts, truth) and not started:
             return []
         return [self._overdue_eval(rule, reading.device, reading.ts)]
 
     def _overdue_eval(self, rule: Rule, device: str, now: float) -> _Eval:
         """Overdue when the last qualifying test (else the first time facwatch watched the device) is too old."""
-        mark = self.schedules[(rule.name, device)]
-        labels, notes = self._overdue_context(rule, device, mark)
-        age = now - mark.reference
-        condition = Severity(rule.severity or "warning") if age > (rule.every or 0.0) else None
-        # days, rounded so the alert object changes every ~15 min rather than on every 2 s tick
-        return _Eval(labels, True, condition, round(age / DAY_S, 2), now, None, notes=notes)
+        labels, notes = self.book.context(rule, device, lambda: self._schedule_labels(rule, device))
+        condition, days = self.book.overdue(rule, device, now)
+        return _Eval(labels, True, condition, days, now, None, notes=notes)
 
-    def _overdue_context(self, rule: Rule, device: str, mark: ScheduleMark) -> tuple[dict[str, str], dict[str, str]]:
-        """Labels and annotations of a schedule alert, rebuilt only when its clock moves (tick asks every 2 s)."""
-        cached = self._overdue_cache.get((rule.name, device))
-        if cached is not None and cached[0] == mark:
-            return cached[1], cached[2]
+    def _schedule_labels(self, rule: Rule, device: str) -> dict[str, str]:
         labels = self._labels(rule, device, "", None)
-        del labels["point"]
-        if mark.last_qualified is None:
-            last = f"none seen since facwatch began watching {device} on {_utc(mark.baseline)}"
-        else:
-            last = _utc(mark.last_qualified)
-        notes = {"last_qualifying_test": last, "due": _utc(mark.reference + (rule.every or 0.0))}
-        self._overdue_cache[(rule.name, device)] = (mark, labels, notes)
-        return labels, notes
+        del labels["point"]  # a schedule is about the device
+        return labels
 
     # -- compound rules ---------------------------------------------------------------------------------
 
@@ -506,6 +511,8 @@ class AlertEngine:
                 track.known = False  # data missing: hold whatever state the alert is in
                 continue
             track.known, track.condition, track.last_ts = True, ev.condition, ev.ts
+            if track.resume is not None:
+                _resume(track, ev.condition, ev.ts)
             changed += self._step(track, ev.condition, ev, ev.ts, ev.scenario)
         return changed
 
@@ -521,7 +528,7 @@ class AlertEngine:
         fp = self._fingerprint(rule.name, ev.labels)
         if fp not in self.tracks:
             alert = Alert(rule.name, ev.labels, Severity.OK, AlertState.INACTIVE, scenario=ev.scenario)
-            self.tracks[fp] = _Track(alert, rule)
+            self.tracks[fp] = _Track(alert, rule, fp)
         track = self.tracks[fp]
         if ev.poll_interval is not None:
             track.poll_interval = ev.poll_interval
@@ -537,11 +544,36 @@ class AlertEngine:
             after = _with_context(track.rule, after, ev)
         track.alert = after
         if after.state == before.state and after.severity == before.severity:
+            self._sync_timer(track, ts)
             return []
         after = replace(after, updated_at=ts, scenario=scenario)
         track.alert = after
         self.store.save(after, before.state)
+        self._sync_timer(track, ts)
         return [after]
+
+    def _sync_timer(self, track: _Track, ts: float) -> None:
+        """Queue the track's timer for saving every TIMER_SAVE_S it runs, and for deletion when it ends.
+
+        A timer that ends within TIMER_SAVE_S is never written (the common flicker costs nothing).
+        """
+        want = _timer(track)
+        saved = track.saved
+        if want is None:
+            if saved is not None:
+                track.saved = self._timers[track.fp] = None
+            return
+        kind, started = want
+        since = saved.seen_at if saved is not None and (saved.kind, saved.started) == want else started
+        if ts - since >= TIMER_SAVE_S:
+            track.saved = self._timers[track.fp] = Timer(kind, started, ts)
+
+    def _save_progress(self) -> None:
+        """Store the timers and qualifying runs that changed, in one transaction."""
+        runs = self.book.take_changes()
+        if self._timers or runs:
+            self.store.save_progress(self._timers, runs)
+            self._timers = {}
 
 
 def _next(track: _Track, condition: Severity | None, ts: float) -> Alert:
@@ -552,10 +584,13 @@ def _next(track: _Track, condition: Severity | None, ts: float) -> Alert:
         if alert.state not in _ACTIVE:  # a new episode: a fresh pending alert, old ack dropped
             alert = replace(alert, state=AlertState.PENDING, active_since=ts, fired_at=None, resolved_at=None,
                             acknowledged_by=None, acknowledged_at=None, ack_note=None)
-        since = ts if alert.active_since is None else alert.active_since
+            track.pending_since = None
+        since = _pending_since(track, alert, ts)
         if alert.state is AlertState.PENDING and ts - since >= rule.for_:
             alert = replace(alert, state=AlertState.FIRING, fired_at=ts)
+            track.pending_since = None
         return alert if alert.severity == condition else replace(alert, severity=condition)
+    track.pending_since = None
     if alert.state is AlertState.PENDING:
         return replace(alert, state=AlertState.INACTIVE, active_since=None)
     if alert.state is not AlertState.FIRING or (rule.latch and alert.acknowledged_at is None):
@@ -564,6 +599,44 @@ def _next(track: _Track, condition: Severity | None, ts: float) -> Alert:
     if ts - track.cleared_since >= rule.clear_for:
         return replace(alert, state=AlertState.RESOLVED, resolved_at=ts)
     return alert
+
+
+def _pending_since(track: _Track, alert: Alert, ts: float) -> float:
+    """Where the `for` counts from: active_since, unless a restart resumed it (downtime left out)."""
+    if track.pending_since is not None:
+        return track.pending_since
+    return ts if alert.active_since is None else alert.active_since
+
+
+def _timer(track: _Track) -> tuple[str, float] | None:
+    """(kind, started) of the track's timer under way, or None."""
+    alert = track.alert
+    if alert.state is AlertState.PENDING:
+        return PENDING, _pending_since(track, alert, alert.updated_at or 0.0)
+    if alert.state is AlertState.FIRING and track.cleared_since is not None:
+        return CLEARING, track.cleared_since
+    return None
+
+
+def _unsaved_timer(alert: Alert) -> Timer | None:
+    """A pending alert without a stored timer was seen pending only when it began: its `for` starts over."""
+    if alert.state is not AlertState.PENDING or alert.active_since is None:
+        return None
+    return Timer(PENDING, alert.active_since, alert.active_since)
+
+
+def _resume(track: _Track, condition: Severity | None, ts: float) -> None:
+    """At the first evaluation after a restart: carry on a stored timer whose condition still holds.
+
+    It counts on from the time it had run before the restart, so the downtime itself never counts.
+    """
+    timer, track.resume = track.resume, None
+    assert timer is not None
+    state = track.alert.state
+    if timer.kind == PENDING and state is AlertState.PENDING and condition is not None:
+        track.pending_since = ts - timer.held
+    elif timer.kind == CLEARING and state is AlertState.FIRING and condition is None:
+        track.cleared_since = ts - timer.held
 
 
 def _state_truth(term: Term, enum: Mapping[int, EnumState], value: float, prior: float | None) -> bool | None:
@@ -582,10 +655,6 @@ def _state_truth(term: Term, enum: Mapping[int, EnumState], value: float, prior:
 def _known_state(enum: Mapping[int, EnumState], value: float) -> EnumState | None:
     state = enum.get(int(value))
     return state if state is not None and state.severity is not Severity.UNKNOWN else None
-
-
-def _utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _any(values: list[bool | None]) -> bool | None:

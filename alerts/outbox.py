@@ -118,6 +118,20 @@ class Outbox:
                     out[fp] = (receiver, at)
         return out
 
+    def open_logs(self, prefix: str) -> list[tuple[str, str, LogEntry]]:
+        """(receiver, group key, entry) of every log entry under a group-key prefix that still lists firing alerts."""
+        rows = self.conn.execute("SELECT receiver, group_key, firing, resolved, sent_at FROM notify_log "
+                                 "WHERE group_key LIKE ? AND firing != '[]' ORDER BY receiver, group_key",
+                                 (prefix + "%",)).fetchall()
+        return [(receiver, key, LogEntry(frozenset(json.loads(firing)), frozenset(json.loads(resolved)), sent_at))
+                for receiver, key, firing, resolved, sent_at in rows]
+
+    def last_batch(self, receiver: str, group_key: str) -> NotificationBatch | None:
+        """The newest batch enqueued for this receiver and group (the one its log entry describes), or None."""
+        row = self.conn.execute("SELECT batch FROM notify_outbox WHERE receiver=? AND group_key=? ORDER BY id DESC "
+                                "LIMIT 1", (receiver, group_key)).fetchone()
+        return None if row is None else batch_from_dict(json.loads(row[0]))
+
     def last_notified(self, receiver: str, group_key: str) -> LogEntry | None:
         """The log entry of a group, or None if it was never notified."""
         row = self.conn.execute("SELECT firing, resolved, sent_at FROM notify_log WHERE receiver=? AND group_key=?",

@@ -5,6 +5,7 @@ Routing and grouping decide which groups exist and when each is flushed (group_w
 group_interval); a flush runs the stages, and the last one writes the batch to the durable outbox.
 Silences come from notify.yaml (maintenance windows) and from the operators' stored silences
 (alerts/commands.py), re-read every few seconds and at once when the command applier changes them.
+After a restart, ``resume`` takes the engine's firing alerts back and sends the resolves the last run owed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collectors.model import Severity
 
 LOGGER = logging.getLogger("facwatch.notify")
 SILENCE_RELOAD_S = 5.0  # stored silences are re-read at least this often (the applier also says when)
+ROOT_PATH = "0"  # the root route's path: every route group's key starts with it (<path>:<receiver>:<labels>)
 
 
 class Clock(Protocol):
@@ -190,6 +192,21 @@ def _stored_silences(records: list[SilenceRecord]) -> list[Silence]:
     return silences
 
 
+def _as_escalation_end(alert: Alert) -> Alert:
+    """An acknowledged firing alert ends its escalation: the receiver gets it as a resolve, with who acked."""
+    if alert.state != AlertState.FIRING or not alert.acknowledged_by:
+        return alert
+    note = f"acknowledged by {alert.acknowledged_by}"
+    return replace(alert, state=AlertState.RESOLVED, resolved_at=alert.acknowledged_at,
+                   annotations={**alert.annotations, "escalation": f"ended: {note}"})
+
+
+def _owed_resolve(alert: Alert, at: float, reason: str, escalation: bool) -> Alert:
+    """The resolve an alert is owed after a restart, saying why it ended."""
+    key, text = ("escalation", f"ended: {reason}") if escalation else ("ended", reason)
+    return replace(alert, state=AlertState.RESOLVED, resolved_at=at, annotations={**alert.annotations, key: text})
+
+
 def _split(alerts: list[Alert]) -> tuple[frozenset[str], frozenset[str]]:
     firing = frozenset(a.fingerprint for a in alerts if a.state == AlertState.FIRING)
     return firing, frozenset(a.fingerprint for a in alerts) - firing
@@ -209,7 +226,7 @@ class Policy:
 
 def route(root: Route, alert: Alert) -> list[Policy]:
     """Every route the alert ends at (deepest match; ``continue`` lets siblings match too)."""
-    return list(_walk(root, alert, None, "0"))
+    return list(_walk(root, alert, None, ROOT_PATH))
 
 
 def _walk(node: Route, alert: Alert, parent: Policy | None, path: str) -> Iterator[Policy]:
@@ -388,14 +405,58 @@ class NotificationPipeline:
         for fp in last.firing - overdue:
             alert = self.latest.get(fp)
             if alert is None:
-                continue  # not known since a restart: the engine re-submits what still fires
-            if alert.state == AlertState.FIRING and alert.acknowledged_by:
-                note = f"acknowledged by {alert.acknowledged_by}"
-                alert = replace(alert, state=AlertState.RESOLVED, resolved_at=alert.acknowledged_at,
-                                annotations={**alert.annotations, "escalation": f"ended: {note}"})
+                continue  # not known since a restart: the engine re-submits what still fires (see resume)
+            alert = _as_escalation_end(alert)
             if alert.state == AlertState.RESOLVED:
                 ended.append(alert)
         return ended
+
+    def resume(self, firing: list[Alert], stored: Callable[[str], Alert | None]) -> int:
+        """After a restart: take the engine's firing alerts, then send the resolves the last run left owed.
+
+        The notification log says which alerts each route group and escalation receiver last heard as
+        firing. One that is no longer firing — it resolved (or, for an escalation, was acknowledged)
+        before its resolve went out, or it is gone (its rule or device was removed) — gets its resolve now,
+        once; the group's alerts still firing go in the same batch, so the log keeps them and nobody is
+        paged twice. ``stored`` looks an alert up in the engine's store by fingerprint. Returns the batches
+        enqueued. (An alert gone from the engine that comes back, e.g. audit_log_failing re-raised, pages
+        again: a duplicate, never a loss.)
+        """
+        self.submit(firing)
+        now = self.clock.now()
+        repeat = self.config.route.repeat_interval or 0.0
+        enqueued = 0
+        for receiver, key, last in [*self.outbox.open_logs(ESCALATION_PREFIX), *self.outbox.open_logs(ROOT_PATH)]:
+            members = [self._notified_now(receiver, key, fp, stored, now) for fp in sorted(last.firing)]
+            alerts = [a for a in members if a is not None]
+            if all(a.state == AlertState.FIRING for a in alerts):
+                continue
+            batch = self.outbox.last_batch(receiver, key)
+            fan_out = FanOutStage(self.outbox, receiver, key, batch.group_labels if batch else {})
+            self._run_stages(alerts, now, [DedupStage(self.outbox, receiver, key, repeat), fan_out])
+            enqueued += fan_out.enqueued
+            LOGGER.info("%s to %s: %d resolve(s) owed since before the restart sent", key, receiver,
+                        sum(a.state == AlertState.RESOLVED for a in alerts))
+        return enqueued
+
+    def _notified_now(self, receiver: str, key: str, fp: str, stored: Callable[[str], Alert | None],
+                      now: float) -> Alert | None:
+        """An alert the log lists as notified firing, as it is now: still firing, or the resolve it is owed."""
+        escalation = key.startswith(ESCALATION_PREFIX)
+        alert = self.latest.get(fp)
+        if alert is not None:
+            return _as_escalation_end(alert) if escalation else alert
+        known = stored(fp)
+        if known is not None and known.state != AlertState.FIRING:
+            if known.state == AlertState.RESOLVED:
+                return known
+            return _owed_resolve(known, known.updated_at or now, "the alert cleared", escalation)  # pending again
+        batch = self.outbox.last_batch(receiver, key)
+        gone = known or next((a for a in (batch.alerts if batch else []) if a.fingerprint == fp), None)
+        if gone is None:
+            LOGGER.warning("%s to %s lists alert %s, which nothing describes any more", key, receiver, fp)
+            return None
+        return _owed_resolve(gone, now, "the alert is no longer evaluated (rule or device removed)", escalation)
 
     async def step(self) -> int:
         """One turn of the loop: flush due groups, deliver due rows; returns rows delivered."""

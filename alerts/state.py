@@ -1,4 +1,8 @@
-"""Alert states persisted in SQLite, so a restart neither loses a firing alert nor pages twice."""
+"""Alert states persisted in SQLite, so a restart neither loses a firing alert nor pages twice.
+
+Also stored: the timers under way (a pending `for`, a clear delay), schedule clocks and the qualifying runs
+in progress, so a restart does not restart them (how they resume: alerts/engine.py, alerts/schedule.py).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,13 @@ CREATE TABLE IF NOT EXISTS alert_schedule (
     rule TEXT NOT NULL, device TEXT NOT NULL, baseline REAL NOT NULL, last_qualified REAL,
     PRIMARY KEY (rule, device)
 );
+CREATE TABLE IF NOT EXISTS alert_timer (
+    fingerprint TEXT PRIMARY KEY, kind TEXT NOT NULL, started REAL NOT NULL, seen_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_schedule_run (
+    rule TEXT NOT NULL, device TEXT NOT NULL, since REAL NOT NULL, last_true REAL NOT NULL,
+    credited INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (rule, device)
+);
 """
 _COLUMNS = ("fingerprint", "rule", "labels", "severity", "state", "value", "summary", "annotations",
             "active_since", "fired_at", "resolved_at", "updated_at", "acknowledged_by", "acknowledged_at",
@@ -43,6 +54,33 @@ class ScheduleMark:
     def reference(self) -> float:
         """The time the schedule counts from: the last qualifying test, else the baseline."""
         return self.baseline if self.last_qualified is None else self.last_qualified
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """An alert's timer under way: ``pending`` (its ``for``) or ``clearing`` (its clear delay).
+
+    ``started`` is when the timer began counting and ``seen_at`` the last evaluation that saw it still
+    running, so ``held`` is the time it has provably run; the time after ``seen_at`` is unknown.
+    """
+
+    kind: str
+    started: float
+    seen_at: float
+
+    @property
+    def held(self) -> float:
+        """Seconds the timer had run by its last evaluation."""
+        return max(0.0, self.seen_at - self.started)
+
+
+@dataclass(frozen=True, slots=True)
+class RunMark:
+    """A schedule rule's qualifying run under way on one device: since when, last seen true, credited yet."""
+
+    since: float
+    last_true: float
+    credited: bool = False
 
 
 class AlertStateStore:
@@ -119,6 +157,34 @@ class AlertStateStore:
         baseline, last = self.conn.execute("SELECT baseline, last_qualified FROM alert_schedule WHERE rule = ? "
                                            "AND device = ?", (rule, device)).fetchone()
         return ScheduleMark(baseline, last)
+
+    def timers(self) -> dict[str, Timer]:
+        """Every alert timer under way, by fingerprint."""
+        rows = self.conn.execute("SELECT fingerprint, kind, started, seen_at FROM alert_timer").fetchall()
+        return {fp: Timer(kind, started, seen) for fp, kind, started, seen in rows}
+
+    def schedule_runs(self) -> dict[tuple[str, str], RunMark]:
+        """Every qualifying run under way, by (rule, device)."""
+        rows = self.conn.execute("SELECT rule, device, since, last_true, credited FROM alert_schedule_run").fetchall()
+        return {(rule, device): RunMark(since, last, bool(credited)) for rule, device, since, last, credited in rows}
+
+    def save_progress(self, timers: dict[str, Timer | None], runs: dict[tuple[str, str], RunMark | None]) -> None:
+        """Store (or, for None, forget) timers and qualifying runs, in one transaction."""
+        if not timers and not runs:
+            return
+        with self.conn:
+            for fp, timer in timers.items():
+                if timer is None:
+                    self.conn.execute("DELETE FROM alert_timer WHERE fingerprint = ?", (fp,))
+                else:
+                    self.conn.execute("INSERT OR REPLACE INTO alert_timer VALUES (?,?,?,?)",
+                                      (fp, timer.kind, timer.started, timer.seen_at))
+            for (rule, device), run in runs.items():
+                if run is None:
+                    self.conn.execute("DELETE FROM alert_schedule_run WHERE rule = ? AND device = ?", (rule, device))
+                else:
+                    self.conn.execute("INSERT OR REPLACE INTO alert_schedule_run VALUES (?,?,?,?,?)",
+                                      (rule, device, run.since, run.last_true, int(run.credited)))
 
     def transitions(self, fingerprint: str | None = None) -> list[tuple[str | None, str, float | None]]:
         """(from, to, at) of the logged transitions, oldest first; all alerts or one."""

@@ -350,7 +350,7 @@ class Alerting:
         self.audit_dropped = 0
         self._audit_failing_since: float | None = None
         if self.pipeline is not None:  # after a restart: dedup knows what was paged, escalation goes on
-            self.pipeline.submit([a for a in self.engine.alerts() if a.state.value == "firing"])
+            self.pipeline.resume([a for a in self.engine.alerts() if a.state.value == "firing"], self.state.get)
 
     def observe(self, readings: Sequence[Reading]) -> None:
         """Evaluate a poll's readings (called from the collector's event loop)."""
