@@ -17,28 +17,9 @@ from alerts.outbox import Outbox
 from alerts.pipeline import NotificationPipeline
 from alerts.state import AlertStateStore
 from collectors.model import Severity
+from tests.unit.alerts.test_commands import NOTIFY, FakeClock
 
 T0 = 1_800_000_000.0
-NOTIFY = {
-    "receivers": {"pager": {"type": "log"}, "boss": {"type": "log"}},
-    "route": {"receiver": "pager", "group_by": ["site", "device"], "group_wait": 10, "group_interval": 60,
-              "repeat_interval": 3600},
-    "escalations": [{"match": {}, "after_minutes": 5, "receiver": "boss"}],
-    "delivery": {"meta_receivers": ["pager"]},
-}
-
-
-class FakeClock:
-    def __init__(self, now: float = T0):
-        self.t = now
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-
 class Recorder:
     """The notifier seam: keeps every batch it is asked to send."""
 

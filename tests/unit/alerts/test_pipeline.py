@@ -14,6 +14,7 @@ from alerts.outbox import Outbox
 from alerts.pipeline import NotificationPipeline, Silence
 from collectors.model import Severity
 from config.yamlfile import ConfigError
+from tests.unit.alerts.test_commands import FakeClock
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = 1_800_000_000.0
@@ -29,18 +30,6 @@ BASE = {
     "escalations": [{"match": {"severity": ["critical"]}, "after_minutes": 15, "receiver": "boss"}],
     "delivery": {"meta_receivers": ["ops_log"]},
 }
-
-
-class FakeClock:
-    def __init__(self, now: float = T0):
-        self.t = now
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
-        await asyncio.sleep(0)  # let the test look between ticks
 
 
 def alert(rule: str, device: str, site: str = "s1", severity: Severity = Severity.CRITICAL,

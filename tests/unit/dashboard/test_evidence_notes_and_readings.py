@@ -21,6 +21,7 @@ from evidence.records import EvidenceStore, GeneratorRun, UpsSelfTest
 from storage.base import Sample
 from storage.sqlite import SqliteStore
 from tests.unit.dashboard.conftest import ROOT, FakeClock
+from tests.unit.dashboard.test_evidence_page import texts
 
 SITE = ROOT / "tests" / "data" / "sites" / "evidence_rooms.yaml"
 SENSOR, TEMP = "dh1-inlet-1", "ambient.temperature"
@@ -48,22 +49,6 @@ def db(tmp_path) -> Path:
     records.add(UpsSelfTest("ups-a", base + 300, base + 312, "pass", "ok", duration_s=12.0))
     records.close()
     return path
-
-
-def texts(component: Any) -> list[str]:
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, str):
-            found.append(node)
-        elif isinstance(node, list | tuple):
-            for item in node:
-                walk(item)
-        elif hasattr(node, "children"):
-            walk(node.children)
-
-    walk(component)
-    return found
 
 
 def cells(table: Any) -> list[list[list[str]]]:
