@@ -12,7 +12,7 @@ from pathlib import Path
 
 from collectors.modbus_tls import MODBUS_SECURITY_PORT, ModbusTlsFiles, identity_problems
 from config.schema import Device, ModbusTls
-from config.secret import Secret
+from config.tls_files import read_key_password, relative_path
 from config.yamlfile import Problem, YamlDocument
 
 PLAIN_MODBUS_PORT = 502
@@ -44,15 +44,8 @@ def resolve_modbus_tls(devices: Iterable[tuple[int, Device]], doc: YamlDocument,
 
 def resolve_one(device: Device, tls: ModbusTls, source: Path) -> tuple[ModbusTlsFiles, list[Located]]:
     """One device's TLS files with absolute paths and the key password read; and why they cannot be used."""
-    from config.load import read_secret  # here: config.load imports this module
-
     base = source.parent
-    password, problems = None, []
-    if tls.key_password is not None:
-        value, message = read_secret(tls.key_password, source, 1)
-        password = Secret(value)
-        if message:
-            problems.append((("key_password",), message))
+    password, problems = read_key_password(tls.key_password, source)
     simulator = tls.simulator
     files = ModbusTlsFiles(
         ca_file=_relative(base, tls.ca_file), server_name=tls.server_name or device.host,
@@ -104,7 +97,4 @@ def _gateway_disagreements(devices: list[tuple[int, Device]], doc: YamlDocument)
 
 
 def _relative(base: Path, name: str | None) -> Path | None:
-    if name is None:
-        return None
-    path = Path(name).expanduser()
-    return path if path.is_absolute() else base / path
+    return None if name is None else relative_path(base, name)

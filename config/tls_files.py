@@ -38,26 +38,28 @@ class TlsFiles:
 
 def resolve_dashboard_tls(config: DashboardTls, source: Path) -> tuple[TlsFiles, list[Located]]:
     """Resolve paths relative to the config file ``source``, read the password, check the pair; and the problems."""
-    from config.load import read_secret  # here: config.load imports this module
-
     base = source.parent
-    cert_path, key_path = _relative(base, config.cert_file), _relative(base, config.key_file)
-    password = None
-    problems: list[Located] = []
-    if config.key_password is not None:
-        value, message = read_secret(config.key_password, source, 1)
-        password = Secret(value)
-        if message:
-            problems.append((("key_password",), message))
-    files = TlsFiles(cert_path, key_path, password)
+    password, problems = read_key_password(config.key_password, source)
+    files = TlsFiles(relative_path(base, config.cert_file), relative_path(base, config.key_file), password)
     if not problems:
         problems += _pair_problems(config, files)
     return files, problems
 
 
-def _relative(base: Path, name: str) -> Path:
+def relative_path(base: Path, name: str) -> Path:
+    """A file named in the config: absolute as written, else relative to the config file's folder ``base``."""
     path = Path(name).expanduser()
     return path if path.is_absolute() else base / path
+
+
+def read_key_password(reference, source: Path) -> tuple[Secret | None, list[Located]]:
+    """A ``key_password: {env: ...} | {file: ...}`` read into a Secret (None when not configured); and the problem."""
+    if reference is None:
+        return None, []
+    from config.load import read_secret  # here: config.load imports this module
+
+    value, message = read_secret(reference, source, 1)
+    return Secret(value), [(("key_password",), message)] if message else []
 
 
 def _pair_problems(config: DashboardTls, files: TlsFiles) -> list[Located]:
