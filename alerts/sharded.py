@@ -224,11 +224,15 @@ class ShardedAlertState:
 
     def load(self) -> dict[str, Alert]:
         """Every shard's stored alerts by fingerprint (a fingerprint held by several: the newest state)."""
-        merged: dict[str, Alert] = {}
-        for _, alerts in self.shards.each(lambda f: f.read_alerts(lambda s: s.load())):
+        return {fp: alert for fp, (alert, _) in self.located().items()}
+
+    def located(self) -> dict[str, tuple[Alert, ShardFile]]:
+        """``load()`` with the shard each alert was read from (``facwatch alerts list`` names it)."""
+        merged: dict[str, tuple[Alert, ShardFile]] = {}
+        for file, alerts in self.shards.each(lambda f: f.read_alerts(lambda s: s.load())):
             for fp, alert in alerts.items():
-                if fp not in merged or (alert.updated_at or 0.0) > (merged[fp].updated_at or 0.0):
-                    merged[fp] = alert
+                if fp not in merged or (alert.updated_at or 0.0) > (merged[fp][0].updated_at or 0.0):
+                    merged[fp] = (alert, file)
         return merged
 
     def get(self, fingerprint: str) -> Alert | None:
@@ -276,19 +280,28 @@ class ShardedActions:
         self.shards, self.alerts = shards, alerts
         self._listed: dict[int, tuple[str, int] | None] = {}  # shown id → (group, shard); None: ambiguous
         self._listed_lock = threading.Lock()
+        self._sent = threading.local()  # per thread: the dashboard serves several requests at once
+
+    def last_sent(self) -> tuple[tuple[ShardFile, int], ...]:
+        """(shard, command id in its file) of every command this thread's last request queued."""
+        return getattr(self._sent, "commands", ())
 
     # -- requests ------------------------------------------------------------------------------------------
 
     def request_ack(self, fingerprint: str, author: str, note: str = "", source: str = "cli") -> int:
         """Queue the ack in the shard that holds the alert (polls its device); ValueError when none does."""
+        self._sent.commands = ()
         target = self._owner(fingerprint)
-        return self.shards.one(target, lambda f: f.use_actions(
+        command_id = self.shards.one(target, lambda f: f.use_actions(
             lambda a: a.request_ack(fingerprint, author, note, source=source)))
+        self._sent.commands = ((target, command_id),)
+        return command_id
 
     def request_silence(self, matchers: Mapping[str, str], ends_at: float, reason: str, author: str, *,
                         kind: SilenceKind = "silence", starts_at: float | None = None,
                         severities: tuple[str, ...] | None = None, source: str = "cli") -> int:
         """Queue the silence in EVERY shard under one group id; refused unless every shard can take it."""
+        self._sent.commands = ()
         self._require_every_shard("the silence")
         group = uuid.uuid4().hex
         ids = self._fan_out("the silence", lambda a: _grouped_silence(
@@ -297,13 +310,17 @@ class ShardedActions:
 
     def request_expire(self, silence_id: int, author: str, source: str = "cli") -> int:
         """Expire the silence listed as ``silence_id`` in every shard that holds it."""
+        self._sent.commands = ()
         silence_id = int(silence_id)
         if silence_id >= LOCAL_SILENCE_BASE:
             index, local = divmod(silence_id, LOCAL_SILENCE_BASE)
             if not 1 <= index <= self.shards.count:
                 raise ValueError(f"unknown silence #{silence_id}")
-            return self.shards.one(self.shards.shard(index), lambda f: f.use_actions(
+            target = self.shards.shard(index)
+            command_id = self.shards.one(target, lambda f: f.use_actions(
                 lambda a: a.request_expire(local, author, source)))
+            self._sent.commands = ((target, command_id),)
+            return command_id
         group = self._group(silence_id)
         ids = self._fan_out("the expiry", lambda a: _grouped_expire(a, group, author, source))
         present = [i for i in ids if i is not None]
@@ -391,13 +408,14 @@ class ShardedActions:
         done, failed = [], []
         for file in self.shards.files:
             try:
-                done.append(self.shards.one(file, lambda f: f.use_actions(use)))
+                done.append((file, self.shards.one(file, lambda f: f.use_actions(use))))
             except ShardUnavailable as exc:
                 failed.append(f"{file.name}: {exc}")
+        self._sent.commands = tuple((file, value) for file, value in done if isinstance(value, int))
         if failed:
             sent = len(self.shards.files) - len(failed)
             raise ValueError(f"{what} reached {sent} of {len(self.shards.files)} shards; not: {'; '.join(failed)}")
-        return done
+        return [value for _, value in done]
 
     def _group(self, silence_id: int) -> str:
         """The group of the fanned-out silence the dashboard listed as ``silence_id``."""
@@ -413,6 +431,12 @@ class ShardedActions:
             raise ValueError(f"silence #{silence_id} is ambiguous (the shards number different silences so); "
                              "expire it with the CLI on each shard's file")
         return known[0]
+
+
+def shard_set_of(source: object) -> ShardSet | None:
+    """The shard files behind a dashboard source (ShardedAlertState/ShardedActions); None for one file's store."""
+    shards = getattr(source, "shards", None)
+    return shards if isinstance(shards, ShardSet) else None
 
 
 def _groups(actions: ActionStore) -> dict[int, str]:

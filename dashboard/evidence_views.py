@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from alerts.rules import Rule
+from alerts.sharded import shard_set_of
+from collectors.sharding import Shard
 from config.load import Site
 from storage.base import ReadStore
 
@@ -310,6 +312,25 @@ class AuditStatus:
     checkpoints: str
     problems: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceSource:
+    """Where the page reads evidence: a SQLite file, the site (a shard's devices only), the readings.
+
+    On a sharded site each shard keeps its own records and audit log, so the page reads one shard at a
+    time, as ``facwatch evidence export --shard I/N`` does; ``shard`` is None on an unsharded site.
+    """
+
+    db: Path
+    site: Site
+    readings: ReadStore | None
+    shard: Shard | None = None
+
+    @property
+    def shard_name(self) -> str:
+        """``2/2``, or "" on an unsharded site."""
+        return "" if self.shard is None else f"{self.shard.index}/{self.shard.count}"
 
 
 # --- reading -----------------------------------------------------------------------------------------
@@ -665,19 +686,21 @@ def export_request(first: Any, last: Any, kind: Any, reveal: Any, reason: Any) -
     return ExportRequest(period, kind == "drills", reveal_names, text or None)
 
 
-def pack_filename(site_id: str, request: ExportRequest) -> str:
-    """``facwatch-<site>-evidence-2026-11-01-2026-11-30.zip`` (site ids are validated slugs)."""
+def pack_filename(site_id: str, request: ExportRequest, shard: Shard | None = None) -> str:
+    """``facwatch-<site>-evidence-2026-11-01-2026-11-30.zip`` (site ids are validated slugs); a shard's names it."""
     kind = "drills" if request.drills else "evidence"
-    return f"facwatch-{site_id}-{kind}-{request.period.first_day}-{request.period.last_day}.zip"
+    part = f"-shard-{shard.label}" if shard is not None else ""
+    return f"facwatch-{site_id}-{kind}{part}-{request.period.first_day}-{request.period.last_day}.zip"
 
 
 def build_pack(db_path: Path, site: Site, request: ExportRequest, actor: str, source: str,
-               progress: Callable[[str], None] | None = None, readings: ReadStore | None = None) -> BuiltPack:
-    """Build the pack as ``facwatch evidence export`` does (audited by ``export_pack``), read it back, delete it."""
+               progress: Callable[[str], None] | None = None, readings: ReadStore | None = None,
+               shard: Shard | None = None) -> BuiltPack:
+    """Build the pack as ``evidence export [--shard]`` does (audited by ``export_pack``), read it back, delete it."""
     from evidence.pack import export_pack
     from evidence.providers import drill_providers, pack_providers
 
-    filename = pack_filename(site.config.site.id, request)
+    filename = pack_filename(site.config.site.id, request, shard)
     providers = drill_providers() if request.drills else pack_providers(site, readings)
     with tempfile.TemporaryDirectory(prefix="facwatch-pack-") as folder:
         out = Path(folder) / filename
@@ -694,8 +717,14 @@ def build_pack(db_path: Path, site: Site, request: ExportRequest, actor: str, so
 
 # --- helpers -----------------------------------------------------------------------------------------
 
-def store_file(sources: Any) -> Path | None:
-    """The SQLite file behind the dashboard: the store's, else the alert state's (they share it)."""
+def store_file(sources: Any, shard: int | None = None) -> Path | None:
+    """The SQLite file behind the dashboard: the store's, else the alert state's (they share it).
+
+    On a sharded dashboard (alerts/sharded.py) that of shard ``shard`` (1-based), None without one.
+    """
+    shards = shard_set_of(sources.alerts)
+    if shards is not None:
+        return shards.shard(shard).path if shard is not None and 1 <= shard <= shards.count else None
     path = getattr(sources.store, "path", None)
     if path is not None and str(path) != ":memory:":
         return Path(path)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from auth.cli import add_parser as add_auth_parsers
@@ -154,6 +157,9 @@ def _store_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text)
     parser.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG, help="site config (finds the store)")
     parser.add_argument("--data-dir", type=Path, help="the folder of facwatch.db, as given to run/demo")
+    parser.add_argument("--shards", type=_shard_count, metavar="N",
+                        help="a sharded site (collect --shard i/N): every shard's alerts and commands; "
+                             "default: the shard files found next to the store, else none")
     return parser
 
 
@@ -251,11 +257,11 @@ def cmd_alerts_test(args: argparse.Namespace) -> int:
     return 0 if all_ok else 1
 
 
-def _store_file(args: argparse.Namespace) -> Path:
+def _store_file(site: Site, data_dir: Path | None) -> Path:
     """The SQLite file of the site, which must exist: a command nobody will apply is worse than an error."""
     from facwatch.runtime import store_path
 
-    path = store_path(load_site(args.config), args.data_dir)
+    path = store_path(site, data_dir)
     if not path.exists():
         raise _UsageError(f"no facwatch store at {path}: is `facwatch run/demo` running with this config "
                           "(and --data-dir)?")
@@ -266,14 +272,121 @@ class _UsageError(Exception):
     """A problem with what the operator asked for: printed, exit status 2."""
 
 
+class _SiteStore:
+    """The site's alerts and operator commands: its SQLite file, or every shard's as one (alerts/sharded.py)."""
+
+    def __init__(self, args: argparse.Namespace):
+        site = load_site(args.config)
+        self.shards = _operator_shards(site, args.data_dir, getattr(args, "shards", None))
+        self.path = None if self.shards is not None else _store_file(site, args.data_dir)
+
+    @functools.cached_property
+    def alerts(self):
+        """AlertStateStore of the file, or ShardedAlertState (opened on first use)."""
+        if self.shards is None:
+            from alerts.state import AlertStateStore
+
+            return AlertStateStore(self.path)
+        from alerts.sharded import ShardedAlertState
+
+        return ShardedAlertState(self.shards)
+
+    @functools.cached_property
+    def actions(self):
+        """ActionStore of the file, or ShardedActions routing to the shards (opened on first use)."""
+        if self.shards is None:
+            from alerts.commands import ActionStore
+
+            return ActionStore(self.path)
+        from alerts.sharded import ShardedActions
+
+        return ShardedActions(self.shards, self.alerts)
+
+    def sent(self, command_id: int) -> list[_Sent]:
+        """Each command the last request queued (sharded: one per shard it went to)."""
+        if self.shards is None:
+            return [_Sent(command_id, lambda: self.actions.history(50))]
+        return [_Sent(sent_id, _shard_history(file), file.shard) for file, sent_id in self.actions.last_sent()]
+
+    def close(self) -> None:
+        """Close what was opened; say which shards could not be read (their part is missing above)."""
+        for store in ("alerts", "actions"):
+            if store in self.__dict__:
+                self.__dict__[store].close()
+        if self.shards is not None:
+            for name in self.shards.unavailable_shards():
+                print(f"facwatch alerts: warning: shard {name} could not be read (see the error above); "
+                      "its alerts, silences and commands are left out", file=sys.stderr)
+            self.shards.close()
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A queued command: its number in the file that holds it, that file's history, its shard (None: unsharded)."""
+
+    command_id: int
+    history: Callable[[], list]
+    shard: Shard | None = None
+
+    @property
+    def prefix(self) -> str:
+        """``shard 2/2: `` before what is printed about it; nothing on an unsharded site."""
+        return "" if self.shard is None else f"shard {self.shard.index}/{self.shard.count}: "
+
+    @property
+    def applier(self) -> str:
+        """The heartbeat of the alerting loop that applies it."""
+        return "alerting" if self.shard is None else f"alerting@{self.shard.label}"
+
+
+@contextmanager
+def _site_store(args: argparse.Namespace) -> Iterator[_SiteStore]:
+    store = _SiteStore(args)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _operator_shards(site: Site, data_dir: Path | None, count: int | None):
+    """The shard files of a sharded site as the dashboard finds them (None: unsharded); one must exist."""
+    from alerts.sharded import ShardSet
+
+    paths = _shard_paths(site, data_dir, count)
+    if paths is None:
+        return None
+    if not any(path.is_file() for path in paths.values()):
+        where = ", ".join(str(path) for path in paths.values())
+        raise _UsageError(f"no shard file of a {len(paths)}-way split ({where}): is `facwatch collect --shard "
+                          f"i/{len(paths)}` running with this config (and --data-dir)?")
+    return ShardSet.open(paths)
+
+
+def _shard_history(file) -> Callable[[], list]:
+    from alerts.sharded import ShardUnavailable
+
+    def history() -> list:
+        try:
+            return file.use_actions(lambda actions: actions.history(50))
+        except ShardUnavailable:
+            return []  # not applied as far as we can tell: _wait says so after 10 s
+
+    return history
+
+
 def _operator(handler):
-    """Print validation errors and exit 2, as argparse does for bad arguments."""
+    """Print validation errors and exit 2, as argparse does for bad arguments (1: no shard could be read)."""
     def run(args: argparse.Namespace) -> int:
+        from alerts.sharded import ShardUnavailable
+
         try:
             return handler(args)
         except (_UsageError, ValueError) as exc:
             print(f"facwatch alerts: {exc}", file=sys.stderr)
             return 2
+        except ShardUnavailable as exc:
+            print(f"facwatch alerts: no shard could be read: {exc}", file=sys.stderr)
+            return 1
     run.__doc__ = handler.__doc__
     return run
 
@@ -303,24 +416,32 @@ def _source() -> str:
 
 @_operator
 def cmd_alerts_list(args: argparse.Namespace) -> int:
-    """``facwatch alerts list``: the stored alerts, firing first."""
-    from alerts.state import AlertStateStore
-
-    store = AlertStateStore(_store_file(args))
-    alerts = list(store.load().values())
-    store.close()
+    """``facwatch alerts list``: the stored alerts, firing first (a sharded site: with the shard holding each)."""
+    with _site_store(args) as store:
+        located = _located(store)
+    alerts = [alert for alert, _ in located.values()]
     if not args.all:
         alerts = [a for a in alerts if a.state.value in ("pending", "firing")]
     order = {"firing": 0, "pending": 1, "resolved": 2, "inactive": 3}
     rank = {"critical": 0, "warning": 1, "info": 2}
     alerts.sort(key=lambda a: (order.get(a.state.value, 9), rank.get(a.severity.value, 9), -_since(a)))
-    rows = [("FINGERPRINT", "RULE", "STATE", "SEVERITY", "SINCE", "ACKED BY", "LABELS")]
+    sharded = store.shards is not None
+    rows = [("FINGERPRINT", "RULE", "STATE", "SEVERITY", "SINCE", "ACKED BY") + (("SHARD",) if sharded else ())
+            + ("LABELS",)]
     for a in alerts:
         labels = " ".join(f"{k}={v}" for k, v in sorted(a.labels.items()) if k != "site")
+        shard = (located[a.fingerprint][1],) if sharded else ()
         rows.append((a.fingerprint, a.rule, a.state.value, a.severity.value, _when(_since(a) or None),
-                     a.acknowledged_by or "-", labels))
+                     a.acknowledged_by or "-", *shard, labels))
     print(_table(rows) if alerts else "no alerts" + ("" if args.all else " pending or firing (--all for every one)"))
     return 0
+
+
+def _located(store: _SiteStore) -> dict:
+    """Fingerprint → (alert, the name of the shard holding it; "" for an unsharded site)."""
+    if store.shards is None:
+        return {fp: (alert, "") for fp, alert in store.alerts.load().items()}
+    return {fp: (alert, file.name) for fp, (alert, file) in store.alerts.located().items()}
 
 
 def _since(alert) -> float:
@@ -328,13 +449,9 @@ def _since(alert) -> float:
     return times.get(alert.state.value) or alert.updated_at or 0.0
 
 
-def _fingerprint(path: Path, given: str) -> str:
+def _fingerprint(store: _SiteStore, given: str) -> str:
     """A unique prefix expanded to the full fingerprint; anything else as given (the applier judges it)."""
-    from alerts.state import AlertStateStore
-
-    store = AlertStateStore(path)
-    found = [fp for fp in store.load() if fp.startswith(given)]
-    store.close()
+    found = [fp for fp in store.alerts.load() if fp.startswith(given)]
     if len(found) > 1 and given not in found:
         raise _UsageError(f"fingerprint prefix {given!r} matches {len(found)} alerts: give more of it")
     return found[0] if len(found) == 1 else given
@@ -342,11 +459,11 @@ def _fingerprint(path: Path, given: str) -> str:
 
 @_operator
 def cmd_alerts_ack(args: argparse.Namespace) -> int:
-    """``facwatch alerts ack FP --by NAME``: queue an acknowledgement."""
-    path = _store_file(args)
-    fp = _fingerprint(path, args.fingerprint)
-    return _request(args, path, lambda actions: actions.request_ack(fp, args.by, args.note, source=_source()),
-                    f"acknowledge {fp}")
+    """``facwatch alerts ack FP --by NAME``: queue an acknowledgement (sharded: in the shard holding the alert)."""
+    with _site_store(args) as store:
+        fp = _fingerprint(store, args.fingerprint)
+        return _request(args, store, lambda actions: actions.request_ack(fp, args.by, args.note, source=_source()),
+                        f"acknowledge {fp}")
 
 
 @_operator
@@ -367,8 +484,9 @@ def cmd_alerts_silence(args: argparse.Namespace) -> int:
     kind = "maintenance" if args.maintenance else "silence"
     severities = tuple(args.severity) if args.severity else None
     what = f"{kind} of {', '.join(f'{k}={v}' for k, v in matchers.items())} until {_when(ends_at)}"
-    return _request(args, _store_file(args), lambda actions: actions.request_silence(
-        matchers, ends_at, args.reason, args.by, kind=kind, severities=severities, source=_source()), what)
+    with _site_store(args) as store:  # sharded: every shard, or none when one cannot be reached
+        return _request(args, store, lambda actions: actions.request_silence(
+            matchers, ends_at, args.reason, args.by, kind=kind, severities=severities, source=_source()), what)
 
 
 def _iso_time(text: str) -> float:
@@ -383,55 +501,71 @@ def _iso_time(text: str) -> float:
 
 @_operator
 def cmd_alerts_expire(args: argparse.Namespace) -> int:
-    """``facwatch alerts expire ID --by NAME``: queue the end of a silence."""
-    return _request(args, _store_file(args), lambda actions: actions.request_expire(
-        args.silence_id, args.by, source=_source()), f"expire silence #{args.silence_id}")
+    """``facwatch alerts expire ID --by NAME``: queue the end of a silence (sharded: in every shard holding it)."""
+    with _site_store(args) as store:
+        return _request(args, store, lambda actions: actions.request_expire(
+            args.silence_id, args.by, source=_source()), f"expire silence #{args.silence_id}")
 
 
-def _request(args: argparse.Namespace, path: Path, ask, what: str) -> int:
-    import time
-
-    from alerts.commands import ActionStore
-
-    actions = ActionStore(path)
-    try:
-        command_id = ask(actions)
+def _request(args: argparse.Namespace, store: _SiteStore, ask, what: str) -> int:
+    command_id = ask(store.actions)
+    sent = store.sent(command_id)
+    if store.shards is None:
         print(f"command #{command_id} queued: {what}. The running collector applies it within a second "
               "(see `facwatch alerts history`).")
-        beat = actions.heartbeats().get("alerting")
+    else:
+        where = " and ".join(f"{c.shard.index}/{c.shard.count} as #{c.command_id}" for c in sent if c.shard)
+        print(f"command queued in shard {where}: {what}. The running collectors apply it within a second "
+              "(see `facwatch alerts history`).")
+    _warn_if_not_alerting(store, sent)
+    return _wait(sent) if args.wait else 0
+
+
+def _warn_if_not_alerting(store: _SiteStore, sent: list[_Sent]) -> None:
+    """Say so when an alerting loop that applies the command is not running (its heartbeat is old)."""
+    import time
+
+    beats = store.actions.heartbeats()
+    for command in sent:
+        beat = beats.get(command.applier)
         if beat is None or time.time() - beat.at > 10:
             since = "never" if beat is None else f"last at {_when(beat.at)}"
-            print(f"warning: the alerting loop is not running ({since}); the command waits until it is.",
-                  file=sys.stderr)
-        return _wait(actions, command_id) if args.wait else 0
-    finally:
-        actions.close()
+            loop = f"the alerting loop of {command.prefix[:-2]}" if command.shard else "the alerting loop"
+            print(f"warning: {loop} is not running ({since}); the command waits until it is.", file=sys.stderr)
 
 
-def _wait(actions, command_id: int) -> int:
+def _wait(sent: list[_Sent]) -> int:
+    """Wait up to 10 s for every queued command's outcome; 0 when all were applied."""
     import time
 
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        done = next((c for c in actions.history(50) if c.id == command_id and c.outcome), None)
-        if done is not None:
-            print(f"command #{command_id} {done.outcome}: {done.detail}")
-            return 0 if done.outcome == "applied" else 1
+    outcomes: dict[int, str] = {}
+    while True:
+        for index, command in enumerate(sent):
+            done = None if index in outcomes else next(
+                (c for c in command.history() if c.id == command.command_id and c.outcome), None)
+            if done is not None:
+                outcomes[index] = done.outcome
+                print(f"{command.prefix}command #{command.command_id} {done.outcome}: {done.detail}")
+        if len(outcomes) == len(sent):
+            return 0 if all(outcome == "applied" for outcome in outcomes.values()) else 1
+        if time.monotonic() >= deadline:
+            break
         time.sleep(0.2)
-    print(f"command #{command_id} not applied within 10 s (is the collector running?)", file=sys.stderr)
+    for index, command in enumerate(sent):
+        if index not in outcomes:
+            print(f"{command.prefix}command #{command.command_id} not applied within 10 s (is the collector "
+                  "running?)", file=sys.stderr)
     return 1
 
 
 @_operator
 def cmd_alerts_silences(args: argparse.Namespace) -> int:
-    """``facwatch alerts silences``: active and upcoming silences (``--all``: also ended)."""
+    """``facwatch alerts silences``: active and upcoming silences (``--all``: also ended; sharded: merged)."""
     import time
 
-    from alerts.commands import ActionStore
-
-    actions = ActionStore(_store_file(args))
-    records = actions.silences(include_ended=args.all)
-    actions.close()
+    with _site_store(args) as store:
+        records = store.actions.silences(include_ended=args.all)
     now = time.time()
     rows = [("ID", "KIND", "STATE", "MATCHERS", "SEVERITY", "STARTS", "ENDS", "BY", "REASON")]
     for r in records:
@@ -446,12 +580,9 @@ def cmd_alerts_silences(args: argparse.Namespace) -> int:
 
 @_operator
 def cmd_alerts_history(args: argparse.Namespace) -> int:
-    """``facwatch alerts history``: operator commands, newest first, with their outcome."""
-    from alerts.commands import ActionStore
-
-    actions = ActionStore(_store_file(args))
-    commands = actions.history(args.limit)
-    actions.close()
+    """``facwatch alerts history``: operator commands, newest first, with their outcome (sharded: merged)."""
+    with _site_store(args) as store:
+        commands = store.actions.history(args.limit)
     rows = [("ID", "REQUESTED", "BY", "SOURCE", "ACTION", "OUTCOME", "DETAIL")]
     for c in commands:
         rows.append((str(c.id), _when(c.requested_at), c.author, c.source, _describe(c), c.outcome or "pending",
@@ -555,15 +686,27 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dashboard_shards(site: Site, data_dir: Path | None, count: int | None):
-    """The collector shards' files the dashboard reads alerts from (None: an unsharded site); printed."""
-    from alerts.sharded import ShardSet, discover_shard_count, shard_files
+def _shard_paths(site: Site, data_dir: Path | None, count: int | None) -> dict[Shard, Path] | None:
+    """Where the collector shards keep their files (None: an unsharded site); ValueError when ambiguous.
+
+    ``count`` is ``--shards N``; without it, the shard files found next to the store (or under data_dir).
+    """
+    from alerts.sharded import discover_shard_count, shard_files
 
     if count is None:
-        count = discover_shard_count(site.storage_path(), data_dir)  # ValueError when ambiguous
+        count = discover_shard_count(site.storage_path(), data_dir)  # ShardCountAmbiguous is a ValueError
     if count is None or count == 1:
         return None
-    paths = shard_files(site.storage_path(), data_dir, count)
+    return shard_files(site.storage_path(), data_dir, count)
+
+
+def _dashboard_shards(site: Site, data_dir: Path | None, count: int | None):
+    """The collector shards' files the dashboard reads alerts from (None: an unsharded site); printed."""
+    from alerts.sharded import ShardSet
+
+    paths = _shard_paths(site, data_dir, count)
+    if paths is None:
+        return None
     for shard, path in paths.items():
         print(f"dashboard: shard {shard.index}/{shard.count} alerts and heartbeats from {path}"
               + ("" if path.is_file() else " (missing: shown as unavailable)"), flush=True)

@@ -7,6 +7,11 @@ in force, the audit log's own state — and, apart and labelled, the drills. Eve
 The export is authorised on the server (``dashboard.access.authorise(..., "export", name)``), never by
 hiding the button; ``evidence.pack.export_pack`` writes the audit record before it builds anything.
 Names are pseudonymised unless revealed with a reason. Everything from records is a text child.
+
+On a sharded site (``facwatch collect --shard i/n``) every shard keeps its own records and audit log: the
+page offers the shards (default: the one holding the power chain, where generator runs, self-tests and
+power events are recorded) and reads, judges and exports one shard at a time, as
+``facwatch evidence export --shard I/N`` does.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ import dash
 from dash import Input, Output, State, dcc, html, no_update
 from dash.development.base_component import Component
 
+from alerts.sharded import shard_set_of
+from collectors.sharding import POWER_CHAIN, ShardPlan, plan_shards, shard_site
 from dashboard import ids
 from dashboard.access import Refused, accounts_enabled, authorise
 from dashboard.evidence_views import (
     MISSING,
     AuditStatus,
     ComplianceRow,
+    EvidenceSource,
     EvidenceView,
     Kpi,
     Period,
@@ -60,9 +68,14 @@ REASON = "evidence-reason"
 EXPORT = "evidence-export"
 EXPORT_MESSAGE = "evidence-export-message"
 DOWNLOAD = "evidence-download"
+SHARD = "evidence-shard"
 CACHE_S = 60.0  # a period's figures are recomputed at most once a minute (or on Refresh)
 AUDIT_CACHE_S = 30.0  # verify_log reads the whole log: at most twice a minute for every browser
 NO_STORE = "this dashboard has no SQLite file to read evidence from (evidence lives in the site's SQLite store)"
+
+
+class NoEvidenceFile(Exception):
+    """There is no SQLite file to read evidence from (the message says why)."""
 
 
 class EvidencePage:
@@ -74,27 +87,40 @@ class EvidencePage:
 
     def rules(self) -> Sequence[Any]:
         """The alert rules the dashboard runs (the envelopes compliance is judged against)."""
-        rules = getattr(self.ctx.cache, "rules", None)
-        if rules is None:
-            rules = self.ctx.sources.rules
-        if rules is None:
-            from alerts.rules import load_rules
-
-            rules = self.ctx.cache.get("evidence-rules", lambda: tuple(load_rules()), period=3600)
-        return rules
+        return evidence_rules(self.ctx)
 
     def readings(self) -> Any:
         """The dashboard's ReadStore: compliance reads the samples there (InfluxDB with ``storage.influx``)."""
         return self.ctx.sources.store
 
-    def view(self, period: Period, refresh: int = 0) -> EvidenceView | None:
+    def source(self, shard: Any = None) -> EvidenceSource:
+        """The file, site and readings to read; on a sharded site those of ``shard`` (default: the power chain's)."""
+        shards = shard_set_of(self.ctx.sources.alerts)
+        if shards is None:
+            db = store_file(self.ctx.sources)
+            if db is None:
+                raise NoEvidenceFile(NO_STORE)
+            return EvidenceSource(db, self.ctx.sources.site, self.readings())
+        index = shard if _is_shard_index(shard, shards.count) else default_shard(self.ctx)
+        file = shards.shard(index)
+        if not file.path.is_file():  # never created here: an empty file would pass for a shard without records
+            raise NoEvidenceFile(f"shard {file.name} has no SQLite file at {file.path} (has `facwatch collect "
+                                 f"--shard {file.name}` ever run?)")
+        site = self.ctx.cache.get(("evidence-shard-site", file.shard),
+                                  lambda: shard_site(self.ctx.sources.site, file.shard, self.rules()), period=3600)
+        # without storage.influx a shard's readings are in its own file, which compliance then reads
+        readings = self.readings() if self.ctx.sources.site.influx is not None else None
+        return EvidenceSource(file.path, site, readings, file.shard)
+
+    def view(self, period: Period, refresh: int = 0, shard: Any = None) -> EvidenceView | None:
         """The period's figures, computed once a minute for every browser (None without a SQLite file)."""
-        db = store_file(self.ctx.sources)
-        if db is None:
+        try:
+            src = self.source(shard)
+        except NoEvidenceFile:
             return None
-        return self.ctx.cache.get(("evidence", period, refresh),
-                                  lambda: evidence_view(db, self.ctx.sources.site, self.rules(), period,
-                                                        now=self.ctx.sources.clock(), readings=self.readings()),
+        return self.ctx.cache.get(("evidence", period, refresh, src.shard),
+                                  lambda: evidence_view(src.db, src.site, self.rules(), period,
+                                                        now=self.ctx.sources.clock(), readings=src.readings),
                                   period=CACHE_S)
 
     # --- callbacks -------------------------------------------------------------------------------
@@ -106,37 +132,43 @@ class EvidencePage:
             return no_update, no_update
         return period.first_day.isoformat(), period.last_day.isoformat()
 
-    def body(self, first: Any, last: Any, refresh: Any = 0) -> tuple[Any, str]:
-        """Every section for the chosen period, and the period in words."""
+    def body(self, first: Any, last: Any, refresh: Any = 0, shard: Any = None) -> tuple[Any, str]:
+        """Every section for the chosen period (and shard), and the period in words."""
         try:
             period = period_from_dates(first, last)
         except ValueError as exc:
             return notice(str(exc), "error"), ""
         clicks = refresh if isinstance(refresh, int) else 0
         try:
-            view = self.view(period, clicks)
+            src = self.source(shard)
+            view = self.view(period, clicks, shard)
+        except NoEvidenceFile as exc:
+            return notice(str(exc), "error"), period.label
         except Exception:
             log.exception("evidence page: cannot read the evidence")
             return notice("the evidence could not be read; see the dashboard log", "error"), period.label
         if view is None:
             return notice(NO_STORE, "error"), period.label
-        return sections(view), f"Period {period.label}"
+        where = f", shard {src.shard_name} ({len(src.site.devices)} devices)" if src.shard else ""
+        return sections(view), f"Period {period.label}{where}"
 
-    def audit(self, _n: Any = None) -> Component:
-        """The audit log's state (verify_log), refreshed at most every AUDIT_CACHE_S."""
-        db = store_file(self.ctx.sources)
-        if db is None:
-            return notice(NO_STORE, "error")
+    def audit(self, _n: Any = None, shard: Any = None) -> Component:
+        """The audit log's state (verify_log; a shard's own on a sharded site), refreshed every AUDIT_CACHE_S."""
         try:
-            status = self.ctx.cache.get("evidence-audit", lambda: audit_status(db), period=AUDIT_CACHE_S)
+            src = self.source(shard)
+        except NoEvidenceFile as exc:
+            return notice(str(exc), "error")
+        try:
+            status = self.ctx.cache.get(("evidence-audit", src.shard), lambda: audit_status(src.db),
+                                        period=AUDIT_CACHE_S)
         except Exception:
             log.exception("evidence page: cannot verify the audit log")
             return notice("the audit log could not be verified; see the dashboard log", "error")
         return audit_panel(status)
 
     def export(self, n_clicks: Any, first: Any, last: Any, kind: Any, author: Any, reveal: Any,
-               reason: Any) -> tuple[Any, Any]:
-        """Authorise, build the pack for the period (audited by export_pack) and hand it to the browser."""
+               reason: Any, shard: Any = None) -> tuple[Any, Any]:
+        """Authorise, build the pack for the period (and shard; audited by export_pack), hand it to the browser."""
         if not n_clicks:
             return no_update, no_update
         try:
@@ -147,16 +179,17 @@ class EvidencePage:
             request = export_request(first, last, kind, reveal, reason)
         except ValueError as exc:
             return notice(f"not exported: {exc}", "error"), no_update
-        db = store_file(self.ctx.sources)
-        if db is None:
-            return notice(f"not exported: {NO_STORE}", "error"), no_update
+        try:
+            src = self.source(shard)
+        except NoEvidenceFile as exc:
+            return notice(f"not exported: {exc}", "error"), no_update
         from evidence.auditlog import AuditWriteError
 
         if not self._export_lock.acquire(timeout=0.5):
             return notice("not exported: another pack is being built; try again in a moment", "error"), no_update
         try:
-            pack = build_pack(db, self.ctx.sources.site, request, actor.name, f"dashboard:{actor.source}",
-                              readings=self.readings())
+            pack = build_pack(src.db, src.site, request, actor.name, f"dashboard:{actor.source}",
+                              readings=src.readings, shard=src.shard)
         except AuditWriteError as exc:
             return notice(f"export refused: the audit log cannot record it ({exc})", "error"), no_update
         except ValueError as exc:  # a bad request or an unusable signing key
@@ -166,7 +199,39 @@ class EvidencePage:
             return notice(f"export failed, nothing written: {exc}", "error"), no_update
         finally:
             self._export_lock.release()
-        return notice(pack.message, "ok"), dcc.send_bytes(pack.content, pack.filename)
+        message = f"shard {src.shard_name}: {pack.message}" if src.shard else pack.message
+        return notice(message, "ok"), dcc.send_bytes(pack.content, pack.filename)
+
+
+def evidence_rules(ctx: PageContext) -> Sequence[Any]:
+    """The alert rules the dashboard runs (the envelopes compliance is judged against; the shard plan's too)."""
+    rules = getattr(ctx.cache, "rules", None)
+    if rules is None:
+        rules = ctx.sources.rules
+    if rules is None:
+        from alerts.rules import load_rules
+
+        rules = ctx.cache.get("evidence-rules", lambda: tuple(load_rules()), period=3600)
+    return rules
+
+
+def shard_plan(ctx: PageContext) -> ShardPlan | None:
+    """How the collectors split the site (None: unsharded), as ``facwatch collect --shard`` plans it."""
+    shards = shard_set_of(ctx.sources.alerts)
+    if shards is None:
+        return None
+    return ctx.cache.get(("evidence-shard-plan", shards.count),
+                         lambda: plan_shards(ctx.sources.site, shards.count, evidence_rules(ctx)), period=3600)
+
+
+def default_shard(ctx: PageContext) -> int:
+    """The shard holding the power chain (generator runs, self-tests, power events are recorded there), else 1."""
+    plan = shard_plan(ctx)
+    return 1 if plan is None else plan.trap_shard
+
+
+def _is_shard_index(value: Any, count: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= count
 
 
 # --- pieces ----------------------------------------------------------------------------------------
@@ -397,6 +462,18 @@ def export_form(ctx: PageContext) -> html.Section:
     ])
 
 
+def shard_picker(ctx: PageContext) -> Component:
+    """The shard dropdown on a sharded site; hidden (and empty) otherwise, so the callbacks always find it."""
+    plan = shard_plan(ctx)
+    if plan is None:
+        return html.Div(dcc.Dropdown(id=SHARD, options=[], value=None), className="ev-hidden")
+    chain = {group.shard(plan.count) for group in plan.groups if POWER_CHAIN in group.rules}
+    options = [{"label": f"shard {index}/{plan.count}" + (" (power chain)" if index in chain else ""),
+                "value": index} for index in range(1, plan.count + 1)]
+    return _field("Shard (each keeps its own records and audit log)", dcc.Dropdown(
+        id=SHARD, options=options, value=plan.trap_shard, clearable=False, className="ev-shard"))
+
+
 def layout(ctx: PageContext, _query: dict[str, str]) -> Component:
     """Period picker, audit-log status, the export form and the sections (filled by the period callback)."""
     now = ctx.sources.clock()
@@ -413,6 +490,7 @@ def layout(ctx: PageContext, _query: dict[str, str]) -> Component:
             _field("From – to (UTC, both days included)", dcc.DatePickerRange(
                 id=DATES, start_date=current.first_day.isoformat(), end_date=current.last_day.isoformat(),
                 display_format="YYYY-MM-DD", minimum_nights=0, className="ev-dates")),
+            shard_picker(ctx),
             html.Button("Refresh", id=REFRESH, type="button", n_clicks=0, className="ev-button ev-button--quiet"),
             html.Span("", id=PERIOD, className="ev-period-label"),
         ]),
@@ -434,11 +512,12 @@ def register(app: dash.Dash, ctx: PageContext) -> EvidencePage:
     app.callback(Output(DATES, "start_date"), Output(DATES, "end_date"), Input(MONTH, "value"),
                  prevent_initial_call=True)(page.pick_month)
     app.callback(Output(BODY, "children"), Output(PERIOD, "children"),
-                 Input(DATES, "start_date"), Input(DATES, "end_date"), Input(REFRESH, "n_clicks"))(page.body)
-    app.callback(Output(AUDIT, "children"), Input(ids.TICK, "n_intervals"))(page.audit)
+                 Input(DATES, "start_date"), Input(DATES, "end_date"), Input(REFRESH, "n_clicks"),
+                 Input(SHARD, "value"))(page.body)
+    app.callback(Output(AUDIT, "children"), Input(ids.TICK, "n_intervals"), Input(SHARD, "value"))(page.audit)
     app.callback(Output(EXPORT_MESSAGE, "children"), Output(DOWNLOAD, "data"),
                  Input(EXPORT, "n_clicks"), State(DATES, "start_date"), State(DATES, "end_date"), State(KIND, "value"),
-                 State(AUTHOR, "value"), State(REVEAL, "value"), State(REASON, "value"),
+                 State(AUTHOR, "value"), State(REVEAL, "value"), State(REASON, "value"), State(SHARD, "value"),
                  prevent_initial_call=True)(page.export)
     return page
 
