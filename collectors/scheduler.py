@@ -146,6 +146,7 @@ class Collector:
         self._rng = rng or random.Random()
         self._slots: dict[str, _Slot] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._stopped = asyncio.Event()
 
     def status(self) -> dict[str, DeviceStatus]:
@@ -174,9 +175,14 @@ class Collector:
 
     async def stop(self) -> None:
         """Cancel every device task and close the pollers."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stopping = True
+        pending = set(self._tasks)
+        while pending:
+            # Cancel again until each task has ended: on Python 3.11 asyncio.wait_for (inside pymodbus)
+            # returns a reply that arrives together with the cancellation and drops the cancellation.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
         self._tasks = []
         for slot in self._slots.values():
             with contextlib.suppress(Exception):
@@ -195,7 +201,7 @@ class Collector:
         loop = asyncio.get_running_loop()
         interval = slot.device.poll_interval_s
         deadline = loop.time() + self._rng.uniform(0, interval)
-        while True:
+        while not self._stopping:
             await asyncio.sleep(max(0.0, deadline - loop.time()))
             if await self._poll_once(slot, loop):
                 deadline, skipped = next_deadline(deadline, interval, loop.time())

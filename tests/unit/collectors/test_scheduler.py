@@ -350,6 +350,33 @@ def test_stop_closes_every_poller():
     assert all(p.closed for p in harness.pollers.values())
 
 
+class CancelSwallowingPoller(FakePoller):
+    """Returns its reply when cancelled, as Python 3.11's asyncio.wait_for does when both arrive together."""
+
+    async def poll(self) -> PollResult:
+        try:
+            return await super().poll()
+        except asyncio.CancelledError:
+            return ok(self.device_id)(1)[1]
+
+
+def test_stop_ends_a_device_task_whose_poll_swallowed_the_cancellation():
+    pollers = {"a": CancelSwallowingPoller("a", ok("a", duration=0.5))}
+    collector = Collector(make_site(device("a", interval=1.0)), lambda batch: None,
+                          poller_factory=lambda dev, profile, cred: pollers[dev.id], rng=random.Random(1))
+
+    async def main() -> int:
+        await collector.start()
+        while not pollers["a"].running:  # stop while a poll is under way
+            await asyncio.sleep(0.05)
+        await collector.stop()  # before the fix this never returned (pytest-timeout ends the test)
+        polls = len(pollers["a"].starts)
+        await asyncio.sleep(5)  # the task ended: no poll after stop()
+        return len(pollers["a"].starts) - polls
+
+    assert run_virtual(main) == 0 and pollers["a"].closed
+
+
 def test_run_returns_after_stop():
     harness = Harness({"a": ok("a")}, [device("a")])
 
