@@ -208,7 +208,7 @@ async def throughput(tmp: Path, protocol: str, devices: int, seconds: float) -> 
     finally:
         simulator.stop()
     cpu = result["cpu_s"]
-    return {"protocol": "snmp v3 authPriv SHA/AES, RFC 1628 UPS" if protocol == "snmp"
+    return {"protocol": "snmp v3 authPriv SHA-256/AES, RFC 1628 UPS" if protocol == "snmp"
             else "modbus tcp, T/H transmitter", "devices": devices, "latency_ms": list(LATENCY_MS),
             "seconds": result["seconds"], "points": result["points"], "points_per_s": result["points_per_s"],
             "collector_cpu_pct": round(100 * cpu / result["seconds"], 1),

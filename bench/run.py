@@ -255,7 +255,7 @@ async def run_polling(seconds: float, devices: int) -> dict:
         site = load_site(config)
         proc = start_simulator(config, site)
         try:
-            snmp = await compare("snmp (v3 authPriv SHA/AES)", site, "ups", bare_snmp_workers, seconds)
+            snmp = await compare("snmp (v3 authPriv SHA-256/AES)", site, "ups", bare_snmp_workers, seconds)
             modbus = await compare("modbus tcp", site, "thsensor", bare_modbus_workers, seconds)
             scheduled = await scheduled_collector(site, seconds)
         finally:
