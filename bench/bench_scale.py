@@ -38,8 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # runnable as a plain script before the package is installed
 
-from bench.run import SECRETS, collector_workers, cpu_seconds, rss_mb, split_cpus  # noqa: E402
-from collectors.model import HEALTH_POINTS  # noqa: E402
+from bench.run import SECRETS, collector_workers, cpu_seconds, rss_mb, run_collector, split_cpus  # noqa: E402
 from config.load import Site, load_site  # noqa: E402
 from simulators.site import SiteSimulator  # noqa: E402
 
@@ -56,7 +55,6 @@ SNMP_SHARE = 0.0625
 # of devices takes the simulator's core for a second or more at a time, and the requests that wait behind
 # it time out — a limit of the simulator, not of the collector being measured.
 SIM_TICK_S = 3600.0
-HEALTH = {spec.name for spec in HEALTH_POINTS}
 STOP_TIMEOUT_S = 10.0
 READY = "SIMULATOR READY"
 
@@ -219,38 +217,18 @@ async def throughput(tmp: Path, protocol: str, devices: int, seconds: float) -> 
 
 async def ramp_step(site: Site, seconds: float) -> dict:
     """One Collector over ``site`` for ``seconds``: deadlines missed, failures, CPU."""
-    from collectors.scheduler import Collector
-
-    delivered = 0
-
-    def sink(readings) -> None:
-        nonlocal delivered
-        delivered += sum(1 for r in readings if r.point not in HEALTH)
-
-    collector = Collector(site, sink)
-    cpu0, wall0 = cpu_seconds(), time.monotonic()
-    task = asyncio.create_task(collector.run())
-    await asyncio.sleep(seconds)
-    status = collector.status()
-    cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
-    stopping = time.monotonic()
-    try:
-        await asyncio.wait_for(collector.stop(), STOP_TIMEOUT_S)
-    except TimeoutError:
-        print(f"collector of {len(site.devices)} devices did not stop within {STOP_TIMEOUT_S} s",
-              file=sys.stderr, flush=True)
-    task.cancel()
-    stop_s = time.monotonic() - stopping
+    run = await run_collector(site, seconds, STOP_TIMEOUT_S)
+    status, wall = run.status, run.wall_s
     polls = sum(s.polls for s in status.values())
     missed = sum(s.overruns for s in status.values())
     failed = sorted(d for d, s in status.items() if s.reachable is not True)
     never = sum(1 for s in status.values() if s.polls == 0)
-    return {"devices": len(site.devices), "seconds": round(wall, 1), "polls": polls, "points": delivered,
-            "points_per_s": round(delivered / wall, 1), "missed_deadlines": missed,
+    return {"devices": len(site.devices), "seconds": round(wall, 1), "polls": polls, "points": run.delivered,
+            "points_per_s": round(run.delivered / wall, 1), "missed_deadlines": missed,
             "not_answering": len(failed), "never_polled": never,
             "errors": sorted({str(status[d].last_error) for d in failed})[:5],
-            "collector_cpu_pct": round(100 * cpu / wall, 1), "collector_rss_mb": rss_mb(), "stop_s": round(stop_s, 1),
-            "ok": missed == 0 and not failed and never == 0}
+            "collector_cpu_pct": round(100 * run.cpu_s / wall, 1), "collector_rss_mb": run.rss_mb,
+            "stop_s": round(run.stop_s, 1), "ok": missed == 0 and not failed and never == 0}
 
 
 def split(devices: int, snmp_share: float) -> tuple[int, int]:

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,8 +153,20 @@ async def collector_workers(site: Site, device_class: str) -> tuple[list, Callab
     return [lambda p=p: work_for(p) for p in pollers], close
 
 
-async def scheduled_collector(site: Site, seconds: float) -> dict:
-    """The real Collector on its schedule: points delivered, CPU per 1,000 points, overruns."""
+@dataclass(frozen=True, slots=True)
+class CollectorRun:
+    """One Collector run for a fixed time: readings delivered (health points left out), statuses, cost."""
+
+    delivered: int
+    status: dict
+    cpu_s: float
+    wall_s: float
+    rss_mb: float
+    stop_s: float
+
+
+async def run_collector(site: Site, seconds: float, stop_timeout: float = 10.0) -> CollectorRun:
+    """Run the real Collector over ``site`` for ``seconds``; CPU, wall and RSS are taken before it stops."""
     from collectors.scheduler import Collector
 
     delivered = 0
@@ -166,15 +179,26 @@ async def scheduled_collector(site: Site, seconds: float) -> dict:
     cpu0, wall0 = cpu_seconds(), time.monotonic()
     task = asyncio.create_task(collector.run())
     await asyncio.sleep(seconds)
-    await collector.stop()
-    task.cancel()
+    status, rss = collector.status(), rss_mb()
     cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
-    status = collector.status()
+    stopping = time.monotonic()
+    try:
+        await asyncio.wait_for(collector.stop(), stop_timeout)
+    except TimeoutError:
+        print(f"collector of {len(site.devices)} devices did not stop within {stop_timeout} s",
+              file=sys.stderr, flush=True)
+    task.cancel()
+    return CollectorRun(delivered, status, cpu, wall, rss, time.monotonic() - stopping)
+
+
+async def scheduled_collector(site: Site, seconds: float) -> dict:
+    """The real Collector on its schedule: points delivered, CPU per 1,000 points, overruns."""
+    run = await run_collector(site, seconds)
     return {"devices": len(site.devices), "interval_s": site.devices[0].poll_interval_s,
-            "points": delivered, "points_per_s": round(delivered / wall, 1),
-            "cpu_s_per_1000_points": round(1000 * cpu / max(delivered, 1), 4),
-            "overruns": sum(s.overruns for s in status.values()),
-            "unreachable": sum(1 for s in status.values() if not s.reachable)}
+            "points": run.delivered, "points_per_s": round(run.delivered / run.wall_s, 1),
+            "cpu_s_per_1000_points": round(1000 * run.cpu_s / max(run.delivered, 1), 4),
+            "overruns": sum(s.overruns for s in run.status.values()),
+            "unreachable": sum(1 for s in run.status.values() if not s.reachable)}
 
 
 async def compare(name: str, site: Site, device_class: str, bare_factory, seconds: float, rounds: int = 8) -> dict:
@@ -288,42 +312,27 @@ def rss_mb(pid: int | str = "self") -> float:
 
 async def run_scale(devices: int, seconds: float) -> dict:
     """One collector polling a 200-device site at 10 s: missed deadlines, CPU per point, memory."""
-    from collectors.scheduler import Collector
-
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "scale.yaml"
         config.write_text(scale_site_yaml(devices // 2, devices - devices // 2, 10.0))
         site = load_site(config)
         proc = start_simulator(config, site)
         try:
-            delivered = 0
-
-            def sink(readings) -> None:
-                nonlocal delivered
-                delivered += sum(1 for r in readings if r.point not in HEALTH)
-
             rss_before = rss_mb()
-            collector = Collector(site, sink)
-            cpu0, wall0 = cpu_seconds(), time.monotonic()
-            task = asyncio.create_task(collector.run())
-            await asyncio.sleep(seconds)
-            rss_after = rss_mb()
-            await collector.stop()
-            task.cancel()
-            cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
-            status = collector.status()
+            run = await run_collector(site, seconds)
             simulator_rss = rss_mb(proc.pid)
         finally:
             proc.terminate()
             proc.wait(30)
+    status, delivered, wall = run.status, run.delivered, run.wall_s
     return {"devices": len(site.devices), "snmp_devices": devices // 2, "modbus_devices": devices - devices // 2,
             "interval_s": 10.0, "seconds": round(wall, 1), "points": delivered,
             "points_per_s": round(delivered / wall, 1), "polls": sum(s.polls for s in status.values()),
             "missed_deadlines": sum(s.overruns for s in status.values()),
             "unreachable_at_end": sum(1 for s in status.values() if not s.reachable),
-            "cpu_s_per_1000_points": round(1000 * cpu / max(delivered, 1), 4),
-            "cpu_utilisation_pct": round(100 * cpu / wall, 1),
-            "collector_rss_mb": rss_after, "collector_rss_growth_mb": round(rss_after - rss_before, 1),
+            "cpu_s_per_1000_points": round(1000 * run.cpu_s / max(delivered, 1), 4),
+            "cpu_utilisation_pct": round(100 * run.cpu_s / wall, 1),
+            "collector_rss_mb": run.rss_mb, "collector_rss_growth_mb": round(run.rss_mb - rss_before, 1),
             "simulator_rss_mb": simulator_rss}
 
 
