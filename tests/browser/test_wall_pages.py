@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +28,11 @@ from alerts.state import AlertStateStore
 from collectors.model import Reading, Severity
 from config.load import Site, load_site
 from dashboard import ids
-from dashboard.app import DashboardSources, create_app
-from dashboard.serve import DashboardServer, make_server
+from dashboard.app import DashboardSources
+from dashboard.serve import DashboardServer
 from storage.sqlite import SqliteStore
 from tests.browser.test_dashboard_browser import fit_viewport, save_screenshot
+from tests.browser.test_operator_pages import serve as serve_sources
 from tests.peers import require
 from tests.unit.dashboard.plant_readings import healthy_readings
 
@@ -102,19 +103,10 @@ def browser(request):
     return browser
 
 
-@contextmanager
-def serve(plant: Plant, port: int) -> Iterator[DashboardServer]:
-    sources = DashboardSources(plant.site, plant.store, alerts=plant.alerts, actions=plant.actions,
-                               rules=tuple(load_rules()))
-    server = make_server(create_app(sources), "127.0.0.1", port)
-    thread = threading.Thread(target=server.run, name=f"dashboard-{port}", daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.close()
-        thread.join(10)
-        assert not thread.is_alive(), "dashboard server thread did not stop"
+def serve(plant: Plant, port: int) -> AbstractContextManager[DashboardServer]:
+    """The real dashboard app over the plant, on a waitress thread."""
+    return serve_sources(DashboardSources(plant.site, plant.store, alerts=plant.alerts, actions=plant.actions,
+                                          rules=tuple(load_rules())), port)
 
 
 @contextmanager
