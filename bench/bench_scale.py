@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # runnable as a plain script before the package is installed
 
-from bench.run import SECRETS, collector_workers, cpu_seconds, rss_mb, run_collector, split_cpus  # noqa: E402
+from bench.run import collector_workers, cpu_seconds, rss_mb, run_collector, site_header, split_cpus  # noqa: E402
 from config.load import Site, load_site  # noqa: E402
 from simulators.site import SiteSimulator  # noqa: E402
 
@@ -65,15 +65,7 @@ def site_yaml(snmp: int, modbus: int, *, snmp_base: int, modbus_base: int, per_g
               latency_ms: tuple[float, float] = LATENCY_MS, interval_s: float = INTERVAL_S) -> str:
     """``snmp`` SNMPv3 UPSs (an agent each) and ``modbus`` T/H transmitters (``per_gateway`` per port)."""
     latency = f"simulation: {{latency_ms: [{latency_ms[0]}, {latency_ms[1]}]}}"
-    lines = [
-        "site: {id: bench-scale, name: scale benchmark}",
-        "rooms: [{id: hall, name: Hall}]",
-        "credentials:",
-        "  v3: {type: snmp_v3, user: facwatch, auth_protocol: sha256, priv_protocol: aes128,",
-        f"       auth_key: {{file: {SECRETS / 'snmp-auth-key'}}}, priv_key: {{file: {SECRETS / 'snmp-priv-key'}}}}}",
-        f"simulation: {{snmp_credentials: [v3], control: '127.0.0.1:{CONTROL_PORT}'}}",
-        "devices:",
-    ]
+    lines = site_header("bench-scale", "scale benchmark", CONTROL_PORT)
     for i in range(snmp):
         lines.append(f"  - {{id: ups-{i}, class: ups, profile: ups/ietf_rfc1628, room: hall, host: 127.0.0.1, "
                      f"port: {snmp_base + i}, credential: v3, poll_interval_s: {interval_s}, {latency}}}")

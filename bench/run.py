@@ -42,17 +42,22 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def bench_site_yaml(snmp_devices: int, modbus_devices: int, interval_s: float) -> str:
-    """A synthetic site: N RFC 1628 UPSs over SNMPv3 authPriv and N Modbus T/H transmitters."""
-    lines = [
-        "site: {id: bench, name: benchmark site}",
+def site_header(site_id: str, name: str, control_port: int = CONTROL_PORT) -> list[str]:
+    """The lines of a benchmark site before its devices: one room, the SNMPv3 SHA-256/AES credential."""
+    return [
+        f"site: {{id: {site_id}, name: {name}}}",
         "rooms: [{id: hall, name: Hall}]",
         "credentials:",
         "  v3: {type: snmp_v3, user: facwatch, auth_protocol: sha256, priv_protocol: aes128,",
         f"       auth_key: {{file: {SECRETS / 'snmp-auth-key'}}}, priv_key: {{file: {SECRETS / 'snmp-priv-key'}}}}}",
-        f"simulation: {{snmp_credentials: [v3], control: '127.0.0.1:{CONTROL_PORT}'}}",
+        f"simulation: {{snmp_credentials: [v3], control: '127.0.0.1:{control_port}'}}",
         "devices:",
     ]
+
+
+def bench_site_yaml(snmp_devices: int, modbus_devices: int, interval_s: float) -> str:
+    """A synthetic site: N RFC 1628 UPSs over SNMPv3 authPriv and N Modbus T/H transmitters."""
+    lines = site_header("bench", "benchmark site")
     for i in range(snmp_devices):
         lines.append(f"  - {{id: ups-{i}, class: ups, profile: ups/ietf_rfc1628, room: hall, host: 127.0.0.1, "
                      f"port: {SNMP_BASE_PORT + i}, credential: v3, poll_interval_s: {interval_s}}}")
